@@ -1,0 +1,163 @@
+"""Every knob's default, in one place, and validation of a whole config before any work starts.
+
+Config files (configs/*.py) start from `defaults()` and change what they need. `validate` rejects
+unknown keys, wrong types and impossible values with an error that names the key.
+"""
+import ml_collections
+
+from w2s_jax import losses, sharding
+from w2s_jax.data import tasks
+from w2s_jax.models import SIZES, model_config, param_count
+from w2s_jax.models.transformer import REMAT_POLICIES
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
+  """One model of the experiment (a weak supervisor, a strong student, a ladder rung)."""
+  return ml_collections.ConfigDict(dict(
+      size=size,  # a key of w2s_jax.models.SIZES
+      init="scratch",  # scratch (random init, seeded)
+      lr=lr,  # 0: the reference rule (train.lr up to train.large_model_params, else lr_large)
+      remat="none",  # activation checkpointing per layer: none | full | dots
+  ))
+
+
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seeds = (0,)  # one result row per seed: model init and data order
+  c.data_seed = 0  # the A/B/test split and subsampling (the same for every seed)
+  c.tokenizer = "byte"  # byte | file:PATH | hf:ORG/NAME
+  c.max_len = 1024  # longer examples are dropped and counted, not truncated
+  c.num_classes = 0  # 0: from the task's label set
+  c.task = ml_collections.ConfigDict(dict(
+      name="synthetic",  # a key of w2s_jax.data.tasks.TASKS
+      train_file="", test_file="",  # jsonl, or data files for a local `hf` builder
+      hf_path="", hf_name="", train_split="train", test_split="test",
+      text_field="text", label_field="label",
+      labels=("0", "1"),  # label names for jsonl / hf (rows may use the index or the name)
+      n_train=0, n_test=0,  # 0: all
+      test_frac=0.2,  # share of train held out when the task has no test split
+      balance=False,  # downsample to equal class counts
+      synthetic_seed=0, negation_rate=0.3, synthetic_items=9,
+  ))
+  c.weak = model_spec("tiny-1")
+  c.strong = model_spec("tiny-2")
+  c.losses = ("xent",)  # student losses; the weak labels and the ceiling are shared
+  c.loss = ml_collections.ConfigDict(dict(
+      logconf=dict(alpha_max=0.75, warmup_frac=0.2),
+      product=dict(alpha=1.0, beta=1.0),
+      window=dict(radius=-1.0),  # < 0: median |y_weak - 1/C| of the batch
+      entropy=dict(entropy_weight=0.1),
+  ))
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=32,  # the optimizer batch (global)
+      micro_batch_size=0,  # 0: no gradient accumulation
+      eval_batch_size=64,
+      epochs=2.0,
+      optimizer="adam",  # adam | adamw
+      lr=5e-5, lr_large=1e-5, large_model_params=400_000_000,
+      b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+      schedule="cosine",  # cosine | linear | constant (decay to 0 over training)
+      warmup_steps=0,
+      grad_clip=0.0,  # 0: none
+      dtype="float32",  # compute dtype: float32 | bfloat16 (parameters stay float32)
+      buckets=(64, 128, 256, 512, 1024),  # padded sequence lengths: one program each
+      log_every=10,
+  ))
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+  c.rules = sharding.DEFAULT_RULES
+  c.bootstrap_samples = 1000  # resamples of the test set for the PGR confidence interval
+  return c
+
+
+# ------------------------------------------------------------------------------ validation
+def _check_tree(cfg, ref, prefix):
+  for key in cfg.keys():
+    name = f"{prefix}{key}"
+    if key not in ref:
+      raise ConfigError(f"unknown config key {name!r}; known here: {sorted(ref.keys())}")
+    value, expected = cfg[key], ref[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f"config key {name!r} must be a group of keys, got {value!r}")
+      _check_tree(value, expected, name + ".")
+    elif isinstance(expected, bool) or isinstance(value, bool):
+      if type(value) is not type(expected):
+        raise ConfigError(f"config key {name!r} must be {type(expected).__name__}, got {value!r}")
+    elif isinstance(expected, float):
+      if not isinstance(value, (int, float)):
+        raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
+    elif isinstance(expected, (tuple, list)):
+      if not isinstance(value, (tuple, list)):
+        raise ConfigError(f"config key {name!r} must be a tuple, got {value!r}")
+    elif not isinstance(value, type(expected)):
+      raise ConfigError(f"config key {name!r} must be {type(expected).__name__}, got {value!r}")
+
+
+def _require(ok, key, message):
+  if not ok:
+    raise ConfigError(f"config key {key!r}: {message}")
+
+
+def _check_model(spec, key):
+  _require(spec.size in SIZES, f"{key}.size", f"unknown size {spec.size!r}; known: {sorted(SIZES)}")
+  _require(spec.init == "scratch", f"{key}.init", f"unknown init {spec.init!r} (scratch)")
+  _require(spec.lr >= 0, f"{key}.lr", "must be >= 0 (0: the reference rule)")
+  _require(spec.remat in REMAT_POLICIES, f"{key}.remat", f"one of {sorted(REMAT_POLICIES)}")
+  # Sizes that take their vocabulary from the tokenizer are compared by their body.
+  return param_count(model_config(spec.size, vocab_size=1))
+
+
+def check_growing(specs, keys):
+  """A weak-to-strong ladder must strictly grow in parameters."""
+  counts = [_check_model(s, k) for s, k in zip(specs, keys)]
+  for i in range(1, len(counts)):
+    _require(counts[i] > counts[i - 1], keys[i],
+             f"models must grow: {specs[i].size} ({counts[i]:,} params) is not larger than "
+             f"{specs[i - 1].size} ({counts[i - 1]:,})")
+
+
+def validate(cfg, n_devices: int) -> None:
+  _check_tree(cfg, defaults(), "")
+  t = cfg.train
+  _require(cfg.seeds and all(isinstance(s, int) for s in cfg.seeds), "seeds", "a tuple of ints")
+  _require(cfg.task.name in tasks.TASKS, "task.name",
+           f"unknown task {cfg.task.name!r}; known: {sorted(tasks.TASKS)}")
+  for name in cfg.losses:
+    _require(name in losses.LOSSES, "losses", f"unknown loss {name!r}; known: {sorted(losses.LOSSES)}")
+  _require(len(cfg.losses) > 0, "losses", "at least one student loss")
+  check_growing([cfg.weak, cfg.strong], ["weak", "strong"])
+  _require(t.batch_size > 0, "train.batch_size", "must be positive")
+  _require(t.epochs > 0, "train.epochs", "must be positive")
+  _require(t.optimizer in ("adam", "adamw"), "train.optimizer", "adam | adamw")
+  _require(t.schedule in ("cosine", "linear", "constant"), "train.schedule",
+           "cosine | linear | constant")
+  _require(t.dtype in ("float32", "bfloat16"), "train.dtype", "float32 | bfloat16")
+  _require(t.lr > 0 and t.lr_large > 0, "train.lr", "learning rates must be positive")
+  _require(list(t.buckets) == sorted(set(t.buckets)) and t.buckets[0] > 0, "train.buckets",
+           "strictly increasing positive lengths")
+  _require(t.buckets[-1] >= cfg.max_len, "train.buckets",
+           f"the largest bucket {t.buckets[-1]} must hold max_len={cfg.max_len}")
+  micro = t.micro_batch_size or t.batch_size
+  _require(t.batch_size % micro == 0, "train.micro_batch_size",
+           f"{micro} does not divide train.batch_size={t.batch_size}")
+  rules = sharding.check_rules(cfg.rules)
+  try:
+    mesh_shape = dict(zip(sharding.MESH_AXES, sharding.make_mesh(
+        cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor).devices.shape))
+  except ValueError as e:
+    raise ConfigError(f"config key 'mesh': {e}") from None
+  dp = sharding.data_parallel_size(rules, mesh_shape)
+  _require(micro % dp == 0, "train.batch_size",
+           f"the micro-batch {micro} is not divisible by the data-parallel size {dp} "
+           f"(mesh {mesh_shape}, {n_devices} devices)")
+  _require(t.eval_batch_size % dp == 0, "train.eval_batch_size",
+           f"{t.eval_batch_size} is not divisible by the data-parallel size {dp}")
+  lc = cfg.loss.logconf
+  _require(0 <= lc.alpha_max <= 1, "loss.logconf.alpha_max", "must be in [0, 1]")
+  _require(0 <= lc.warmup_frac <= 1, "loss.logconf.warmup_frac", "must be in [0, 1]")
+  _require(cfg.max_len > 0, "max_len", "must be positive")
+  _require(0 < cfg.task.test_frac < 1, "task.test_frac", "must be in (0, 1)")

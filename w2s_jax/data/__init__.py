@@ -1,0 +1,1 @@
+"""Data: tokenizers, the task registry, splits and batching."""

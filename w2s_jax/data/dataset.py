@@ -1,0 +1,150 @@
+"""From task rows to tokenized splits and fixed-shape batches.
+
+Splits: the task's train rows are shuffled by `data_seed` and cut in half: A (ground truth for the
+weak model and the ceiling) and B (relabelled by the weak model for the student). Every model is
+scored on the same test split. Over-long examples are dropped (never truncated) and counted.
+
+Batches are padded to the smallest bucket length that holds their longest row, so a run compiles
+one program per bucket, not one per batch. The training order is a pure function of (seed, step).
+"""
+import hashlib
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from w2s_jax.data import tasks
+
+log = logging.getLogger(__name__)
+
+
+class Dataset(NamedTuple):
+  tokens: np.ndarray  # [N, max_len] int32, right-padded with 0
+  lengths: np.ndarray  # [N] int32, >= 1
+  labels: np.ndarray  # [N] int32 ground truth
+
+  def __len__(self):
+    return len(self.lengths)
+
+  def take(self, idx):
+    return Dataset(self.tokens[idx], self.lengths[idx], self.labels[idx])
+
+  def key(self) -> str:
+    """Content hash: identical data gives an identical key, whatever its source."""
+    h = hashlib.sha256()
+    for a in (self.lengths, self.labels):
+      h.update(np.ascontiguousarray(a).tobytes())
+    for row, n in zip(self.tokens, self.lengths):
+      h.update(row[:n].tobytes())
+    return h.hexdigest()[:16]
+
+
+class Splits(NamedTuple):
+  a: Dataset
+  b: Dataset
+  test: Dataset
+  labels: tuple
+  dropped: dict  # split -> over-long examples dropped
+
+
+def tokenize(rows, task, task_cfg, labels, tokenizer, max_len) -> tuple[Dataset, int]:
+  ids, ys, dropped = [], [], 0
+  for row in rows:
+    text, y = task.format(row, task_cfg, labels)
+    t = tokenizer.encode(text)
+    if len(t) > max_len or len(t) == 0:
+      dropped += 1
+      continue
+    ids.append(t)
+    ys.append(y)
+  tokens = np.zeros((len(ids), max_len), np.int32)
+  for i, t in enumerate(ids):
+    tokens[i, :len(t)] = t
+  return Dataset(tokens, np.int32([len(t) for t in ids]), np.int32(ys)), dropped
+
+
+def balance(ds: Dataset, rng) -> Dataset:
+  """Downsample every class to the rarest class's count."""
+  counts = np.bincount(ds.labels)
+  n = counts[counts > 0].min()
+  idx = np.concatenate([rng.permutation(np.flatnonzero(ds.labels == c))[:n]
+                        for c in range(len(counts)) if counts[c]])
+  return ds.take(np.sort(idx))
+
+
+def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
+  task = tasks.get(task_cfg.name)
+  labels = task.labels(task_cfg)
+  raw = task.load(task_cfg)
+  rng = np.random.default_rng(data_seed)
+  train, d_train = tokenize(raw["train"], task, task_cfg, labels, tokenizer, max_len)
+  if "test" in raw:
+    test, d_test = tokenize(raw["test"], task, task_cfg, labels, tokenizer, max_len)
+    train = train.take(rng.permutation(len(train)))
+  else:  # no test split: hold out a deterministic fraction of train
+    perm = rng.permutation(len(train))
+    n_test = int(round(len(train) * task_cfg.test_frac))
+    test, train, d_test = train.take(perm[:n_test]), train.take(perm[n_test:]), 0
+  if task_cfg.balance:
+    train, test = balance(train, rng), balance(test, rng)
+    train = train.take(rng.permutation(len(train)))
+  if task_cfg.n_train:
+    train = train.take(np.arange(min(task_cfg.n_train, len(train))))
+  if task_cfg.n_test:
+    test = test.take(np.arange(min(task_cfg.n_test, len(test))))
+  if len(train) < 2 or len(test) < 1:
+    raise ValueError(f"config.task: too little data after filtering ({len(train)} train, "
+                     f"{len(test)} test; {d_train + d_test} dropped as longer than {max_len})")
+  half = len(train) // 2
+  dropped = {"train": d_train, "test": d_test}
+  if d_train or d_test:
+    log.warning("dropped %d train and %d test examples longer than %d tokens",
+                d_train, d_test, max_len)
+  return Splits(train.take(np.arange(half)), train.take(np.arange(half, 2 * half)), test,
+                labels, dropped)
+
+
+# ---------------------------------------------------------------------------------- batching
+def bucket_length(n: int, buckets) -> int:
+  for b in buckets:
+    if n <= b:
+      return b
+  raise ValueError(f"length {n} exceeds the largest bucket {buckets[-1]}")
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+  return n // batch_size
+
+
+def train_batch(ds: Dataset, targets: np.ndarray, step: int, *, batch_size: int, accum: int,
+                seed: int, buckets) -> dict:
+  """The optimizer batch of `step`: a pure function of (seed, step). Shapes [accum, micro, L]."""
+  per_epoch = steps_per_epoch(len(ds), batch_size)
+  epoch, i = divmod(step, per_epoch)
+  perm = np.random.default_rng([seed, epoch]).permutation(len(ds))
+  idx = perm[i * batch_size:(i + 1) * batch_size]
+  length = bucket_length(int(ds.lengths[idx].max()), buckets)
+  micro = batch_size // accum
+  return {
+      "tokens": ds.tokens[idx, :length].reshape(accum, micro, length),
+      "lengths": ds.lengths[idx].reshape(accum, micro),
+      "targets": targets[idx].astype(np.float32).reshape(accum, micro, -1),
+  }
+
+
+def eval_batches(ds: Dataset, batch_size: int, buckets):
+  """(indices, batch) over `ds` sorted by length (less padding); the last batch is padded with
+  length-1 dummy rows, which `indices` (the real rows, in order) leaves out."""
+  order = np.argsort(ds.lengths, kind="stable")
+  for start in range(0, len(order), batch_size):
+    idx = order[start:start + batch_size]
+    length = bucket_length(int(ds.lengths[idx].max()), buckets)
+    tokens = np.zeros((batch_size, length), np.int32)
+    lengths = np.ones((batch_size,), np.int32)
+    tokens[:len(idx)] = ds.tokens[idx, :length]
+    lengths[:len(idx)] = ds.lengths[idx]
+    yield idx, {"tokens": tokens, "lengths": lengths}
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  return np.eye(num_classes, dtype=np.float32)[labels]

@@ -1,0 +1,144 @@
+"""Task registry: a task is (loader, formatter, label set), all plain functions.
+
+  load(task_cfg)          -> {"train": rows, "test": rows}; a row is any dict, `where` tells
+                             where it came from (file:line or split:row) for error messages
+  format(row, task_cfg, labels) -> (text, label index)
+  labels(task_cfg)        -> tuple of label names (their count is the number of classes)
+"""
+import json
+import os
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """A malformed input row; the message names the file (or split) and the line (or row)."""
+
+
+class Task(NamedTuple):
+  load: Callable
+  format: Callable
+  labels: Callable
+
+
+def _label_index(value, labels, where):
+  if isinstance(value, bool) or not isinstance(value, (int, str)):
+    raise DataError(f"{where}: label must be an int or one of {list(labels)}, got {value!r}")
+  if isinstance(value, str):
+    if value not in labels:
+      raise DataError(f"{where}: unknown label {value!r}; the task's labels are {list(labels)}")
+    return labels.index(value)
+  if not 0 <= value < len(labels):
+    raise DataError(f"{where}: label {value} out of range for {len(labels)} classes")
+  return value
+
+
+def _text_label(row, cfg, labels):
+  """Formatter for tasks whose rows already hold a text and a label field."""
+  where = row.get("_where", "?")
+  if cfg.text_field not in row or cfg.label_field not in row:
+    raise DataError(f"{where}: row needs fields {cfg.text_field!r} and {cfg.label_field!r}, "
+                    f"has {sorted(k for k in row if k != '_where')}")
+  text = row[cfg.text_field]
+  if not isinstance(text, str):
+    raise DataError(f"{where}: field {cfg.text_field!r} must be a string, got {type(text).__name__}")
+  return text, _label_index(row[cfg.label_field], labels, where)
+
+
+# ----------------------------------------------------------------------------------- JSONL
+def read_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"data file not found: {path}")
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      where = f"{path}:{lineno}"
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg})") from None
+      if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+      row["_where"] = where
+      rows.append(row)
+  return rows
+
+
+def load_jsonl(cfg):
+  if not cfg.train_file:
+    raise ValueError("config.task.train_file: required for task 'jsonl'")
+  out = {"train": read_jsonl(cfg.train_file)}
+  if cfg.test_file:
+    out["test"] = read_jsonl(cfg.test_file)
+  return out
+
+
+# ---------------------------------------------------------------------- Hugging Face datasets
+def load_hf(cfg):
+  """`datasets.load_dataset`: a Hub id on a pod, or a local builder ("json", "parquet", "csv")
+  with `train_file` / `test_file` as data files, offline."""
+  import datasets  # noqa: PLC0415
+
+  def split(name, data_file):
+    kwargs = {"data_files": {name: data_file}} if data_file else {}
+    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name or None, split=name, **kwargs)
+    return [dict(row, _where=f"{cfg.hf_path}[{name}] row {i}") for i, row in enumerate(ds)]
+
+  out = {"train": split(cfg.train_split, cfg.train_file)}
+  if cfg.test_split:
+    out["test"] = split(cfg.test_split, cfg.test_file)
+  return out
+
+
+# ------------------------------------------------------------------------------ synthetic
+POSITIVE, NEGATIVE, FILLER, NEGATION = "ab", "yz", "fghijkmnpqrstu", "!"
+
+
+def synthetic_example(rng: np.random.Generator, label: int, negation_rate: float,
+                      max_items: int) -> str:
+  """Letters that vote (a, b: +1; y, z: -1), '!' flipping the next vote, fillers voting nothing,
+  and a fixed '=' at the end where the classifier reads. The label is the sign of the sum.
+
+  Counting votes is within reach of a one-layer model; negation needs the previous token, which
+  a deeper model learns faster: a graded task where weak < strong in seconds on a CPU.
+  """
+  while True:
+    items, score = [], 0
+    for _ in range(int(rng.integers(3, max_items + 1))):
+      if rng.random() < 0.25:
+        items.append(str(rng.choice(list(FILLER))))
+        continue
+      positive = rng.random() < 0.5
+      negated = rng.random() < negation_rate
+      items.append((NEGATION if negated else "") + str(rng.choice(list(POSITIVE if positive
+                                                                       else NEGATIVE))))
+      score += 1 if positive != negated else -1
+    if score != 0 and (score > 0) == bool(label):
+      return "".join(items) + "="
+
+
+def load_synthetic(cfg):
+  rng = np.random.default_rng(cfg.synthetic_seed)
+
+  def rows(n):
+    labels = rng.permutation(np.arange(n) % 2)
+    return [{"text": synthetic_example(rng, int(y), cfg.negation_rate, cfg.synthetic_items),
+             "label": int(y), "_where": f"synthetic row {i}"} for i, y in enumerate(labels)]
+
+  return {"train": rows(cfg.n_train or 4000), "test": rows(cfg.n_test or 1000)}
+
+
+TASKS = {
+    "synthetic": Task(load_synthetic, _text_label, lambda cfg: ("negative", "positive")),
+    "jsonl": Task(load_jsonl, _text_label, lambda cfg: tuple(cfg.labels)),
+    "hf": Task(load_hf, _text_label, lambda cfg: tuple(cfg.labels)),
+}
+
+
+def get(name: str) -> Task:
+  if name not in TASKS:
+    raise KeyError(f"config.task.name: unknown task {name!r}; known: {sorted(TASKS)}")
+  return TASKS[name]

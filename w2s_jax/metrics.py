@@ -1,0 +1,68 @@
+"""Scores of a weak-to-strong run: accuracy, AUROC, agreement, PGR with a bootstrap interval."""
+import numpy as np
+
+
+def accuracy(probs, labels) -> float:
+  return float(np.mean(np.argmax(probs, -1) == labels))
+
+
+def auroc(probs, labels) -> float:
+  """Binary: AUROC of p[:, 1] (Mann-Whitney with tied ranks averaged). C > 2: macro one-vs-rest.
+  NaN when a class is absent."""
+  probs, labels = np.asarray(probs), np.asarray(labels)
+  if probs.shape[1] > 2:
+    return float(np.mean([auroc(np.stack([1 - probs[:, c], probs[:, c]], -1), labels == c)
+                          for c in range(probs.shape[1])]))
+  score, positive = probs[:, 1], labels.astype(bool)
+  n_pos, n_neg = positive.sum(), (~positive).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  order = np.argsort(score, kind="mergesort")
+  ranks = np.empty(len(score), np.float64)
+  sorted_scores = score[order]
+  # Average ranks over ties.
+  _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+  avg = first + (counts + 1) / 2.0
+  ranks[order] = np.repeat(avg, counts)
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pgr(weak_acc, student_acc, ceiling_acc) -> float:
+  """Performance gap recovered: (student - weak) / (ceiling - weak); NaN when the gap is 0."""
+  gap = ceiling_acc - weak_acc
+  return float((student_acc - weak_acc) / gap) if gap != 0 else float("nan")
+
+
+def pgr_interval(weak_probs, student_probs, ceiling_probs, labels, *, samples=1000, seed=0,
+                 level=0.95):
+  """Bootstrap interval of PGR over test examples (resampled jointly for the three models)."""
+  if samples <= 0:
+    return [float("nan"), float("nan")]
+  rng = np.random.default_rng(seed)
+  right = [np.argmax(p, -1) == labels for p in (weak_probs, student_probs, ceiling_probs)]
+  idx = rng.integers(0, len(labels), size=(samples, len(labels)))
+  w, s, c = (r[idx].mean(1) for r in right)
+  gap = c - w
+  values = np.where(gap != 0, (s - w) / np.where(gap != 0, gap, 1), np.nan)
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return [float("nan"), float("nan")]
+  lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+  return [float(lo), float(hi)]
+
+
+def score_run(weak_probs, student_probs, ceiling_probs, labels, *, samples=1000, seed=0) -> dict:
+  weak_acc, student_acc, ceiling_acc = (accuracy(p, labels) for p in
+                                        (weak_probs, student_probs, ceiling_probs))
+  return {
+      "weak_acc": weak_acc, "ceiling_acc": ceiling_acc, "student_acc": student_acc,
+      "pgr": pgr(weak_acc, student_acc, ceiling_acc),
+      "pgr_ci95": pgr_interval(weak_probs, student_probs, ceiling_probs, labels,
+                               samples=samples, seed=seed),
+      # Papers exclude pairs whose ceiling does not beat the weak model: PGR is undefined there.
+      "pgr_valid": bool(ceiling_acc > weak_acc),
+      "weak_auroc": auroc(weak_probs, labels), "ceiling_auroc": auroc(ceiling_probs, labels),
+      "student_auroc": auroc(student_probs, labels),
+      "agreement": float(np.mean(np.argmax(student_probs, -1) == np.argmax(weak_probs, -1))),
+      "n_test": int(len(labels)),
+  }

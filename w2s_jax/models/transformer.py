@@ -1,0 +1,173 @@
+"""One Flax NNX decoder-only transformer: GPT-2 style and Llama/Qwen2 style by config.
+
+Every parameter carries `logical_axes` metadata (names such as "embed", "mlp", "heads"); the
+sharding module maps them to mesh axes. Layers are stacked on a leading "layers" axis and run with
+`nnx.scan`, so compile time does not grow with depth. Sequences are right-padded: causal attention
+keeps pad tokens out of every real position, and heads read the hidden state at `lengths - 1`.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from w2s_jax.models.sizes import ModelConfig
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def _param(rngs, init, shape, axes):
+  return nnx.Param(init(rngs.params(), shape, jnp.float32), logical_axes=axes)
+
+
+def _zeros(shape, axes):
+  return nnx.Param(jnp.zeros(shape, jnp.float32), logical_axes=axes)
+
+
+class Norm(nnx.Module):
+  def __init__(self, cfg: ModelConfig):
+    self.kind, self.eps = cfg.norm, cfg.norm_eps
+    self.scale = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32), logical_axes=("norm",))
+    if cfg.norm == "layernorm":
+      self.bias = _zeros((cfg.d_model,), ("norm",))
+
+  def __call__(self, x):
+    x32 = x.astype(jnp.float32)
+    if self.kind == "layernorm":
+      x32 = x32 - x32.mean(-1, keepdims=True)
+      y = x32 * jax.lax.rsqrt((x32 * x32).mean(-1, keepdims=True) + self.eps)
+      y = y * self.scale[...] + self.bias[...]
+    else:
+      y = x32 * jax.lax.rsqrt((x32 * x32).mean(-1, keepdims=True) + self.eps) * self.scale[...]
+    return y.astype(x.dtype)
+
+
+def rope(x, positions, theta):
+  """Rotary embedding, half-rotation layout (the Hugging Face Llama convention). x: [B,L,H,D]."""
+  half = x.shape[-1] // 2
+  freqs = 1.0 / theta ** (jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions[:, :, None].astype(jnp.float32) * freqs  # [B, L, half]
+  cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+class Block(nnx.Module):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    d, h, k, hd, f = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.dim_head, cfg.d_ff
+    w = nnx.initializers.normal(0.02)
+    self.cfg = cfg
+    self.norm1, self.norm2 = Norm(cfg), Norm(cfg)
+    self.wq = _param(rngs, w, (d, h, hd), ("embed", "heads", "head_dim"))
+    self.wk = _param(rngs, w, (d, k, hd), ("embed", "kv_heads", "head_dim"))
+    self.wv = _param(rngs, w, (d, k, hd), ("embed", "kv_heads", "head_dim"))
+    self.wo = _param(rngs, w, (h, hd, d), ("heads", "head_dim", "embed"))
+    if cfg.qkv_bias:
+      self.bq = _zeros((h, hd), ("heads", "head_dim"))
+      self.bk = _zeros((k, hd), ("kv_heads", "head_dim"))
+      self.bv = _zeros((k, hd), ("kv_heads", "head_dim"))
+    self.w_in = _param(rngs, w, (d, f), ("embed", "mlp"))
+    if cfg.mlp == "swiglu":
+      self.w_gate = _param(rngs, w, (d, f), ("embed", "mlp"))
+    self.w_out = _param(rngs, w, (f, d), ("mlp", "embed"))
+    if cfg.out_bias:
+      self.bo = _zeros((d,), ("norm",))
+      self.b_in = _zeros((f,), ("mlp",))
+      self.b_out = _zeros((d,), ("norm",))
+
+  def __call__(self, x, positions):
+    cfg, dt = self.cfg, x.dtype
+    p = lambda v: v[...].astype(dt)  # noqa: E731  (compute dtype; params stay fp32)
+    y = self.norm1(x)
+    q = jnp.einsum("bld,dhk->blhk", y, p(self.wq))
+    k = jnp.einsum("bld,dhk->blhk", y, p(self.wk))
+    v = jnp.einsum("bld,dhk->blhk", y, p(self.wv))
+    if cfg.qkv_bias:
+      q, k, v = q + p(self.bq), k + p(self.bk), v + p(self.bv)
+    if cfg.pos_emb == "rope":
+      q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
+    attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    out = jnp.einsum("blhk,hkd->bld", attn, p(self.wo))
+    if cfg.out_bias:
+      out = out + p(self.bo)
+    x = x + out
+    y = self.norm2(x)
+    hidden = y @ p(self.w_in)
+    if cfg.out_bias:
+      hidden = hidden + p(self.b_in)
+    if cfg.mlp == "swiglu":
+      hidden = jax.nn.silu(y @ p(self.w_gate)) * hidden
+    else:
+      hidden = jax.nn.gelu(hidden, approximate=True)  # GPT-2's gelu_new
+    out = hidden @ p(self.w_out)
+    if cfg.out_bias:
+      out = out + p(self.b_out)
+    return x + out
+
+
+class Transformer(nnx.Module):
+  """Decoder-only transformer with a classification head and a language-modelling head."""
+
+  def __init__(self, cfg: ModelConfig, num_classes: int = 2, *, dtype=jnp.float32,
+               remat: str = "none", rngs: nnx.Rngs):
+    self.cfg, self.dtype, self.remat = cfg, dtype, remat
+    self.embed = _param(rngs, nnx.initializers.normal(0.02), (cfg.vocab_size, cfg.d_model),
+                        ("vocab", "embed"))
+    if cfg.pos_emb == "learned":
+      self.pos_embed = _param(rngs, nnx.initializers.normal(0.01), (cfg.max_len, cfg.d_model),
+                              ("pos", "embed"))
+
+    @nnx.split_rngs(splits=cfg.n_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make_blocks(rngs):
+      return Block(cfg, rngs=rngs)
+
+    self.blocks = make_blocks(rngs)
+    for _, var in nnx.iter_graph(self.blocks):
+      if isinstance(var, nnx.Param):
+        var.set_metadata(logical_axes=("layers",) + var.get_metadata()["logical_axes"])
+    self.final_norm = Norm(cfg)
+    if not cfg.tied_embeddings:
+      self.lm_head = _param(rngs, nnx.initializers.normal(0.02), (cfg.d_model, cfg.vocab_size),
+                            ("embed", "vocab"))
+    # The reference recipe: no bias, zero-initialised, so every example starts at p = 1/C.
+    self.cls_head = _zeros((cfg.d_model, num_classes), ("embed", "classes"))
+
+  def hidden(self, tokens, act_sharding=None):
+    """Final-normed hidden states [B, L, d] in the compute dtype."""
+    b, length = tokens.shape
+    x = self.embed[...].astype(self.dtype)[tokens]
+    positions = jnp.broadcast_to(jnp.arange(length)[None], (b, length))
+    if self.cfg.pos_emb == "learned":
+      x = x + self.pos_embed[...].astype(self.dtype)[:length][None]
+    constrain = (lambda y: jax.lax.with_sharding_constraint(y, act_sharding)) if act_sharding \
+        else (lambda y: y)
+
+    def body(x, block):
+      return constrain(block(x, positions))
+
+    policy = REMAT_POLICIES[self.remat]
+    if self.remat != "none":
+      body = nnx.remat(body, policy=policy)
+    x = nnx.scan(body, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)(constrain(x), self.blocks)
+    return self.final_norm(x)
+
+  def features(self, tokens, lengths, act_sharding=None):
+    """Hidden state of the last real token of each sequence, fp32 [B, d]."""
+    h = self.hidden(tokens, act_sharding)
+    return h[jnp.arange(h.shape[0]), lengths - 1].astype(jnp.float32)
+
+  def classify(self, features):
+    return features @ self.cls_head[...]
+
+  def __call__(self, tokens, lengths, act_sharding=None):
+    """Class logits [B, C] (fp32), read at the last real token given explicit lengths."""
+    return self.classify(self.features(tokens, lengths, act_sharding))
+
+  def lm_logits(self, hidden):
+    """Next-token logits [B, L, V] (fp32) from `hidden`."""
+    w = self.embed[...].T if self.cfg.tied_embeddings else self.lm_head[...]
+    return hidden.astype(jnp.float32) @ w.astype(jnp.float32)

@@ -1,0 +1,143 @@
+"""The weak-to-strong pipeline: weak supervisor, weak labels, strong ceiling, students, scores.
+
+  gt(model)              model trained on A's ground truth; predicts test and B.
+                         The weak model's gt stage gives the weak labels (its soft predictions on
+                         B); the strong model's gt stage is the ceiling.
+  student(weak, strong)  strong model trained on B's weak labels with one loss; predicts test.
+Stage keys hash everything that determines their outputs and nothing else, so a rerun skips
+finished stages and changing only the student's loss reuses the weak labels and the ceiling.
+"""
+import dataclasses
+import logging
+import time
+
+from w2s_jax import metrics, report, sharding, stages, train
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tokenizers import get_tokenizer
+from w2s_jax.models import model_config
+
+log = logging.getLogger("w2s_jax")
+
+# Config keys that change no stage output (logging, evaluation batching).
+NOT_HASHED = ("log_every", "eval_batch_size")
+
+
+class Experiment:
+  """Data, mesh and stage store of one run; `stage_*` methods compute or load cached stages."""
+
+  def __init__(self, cfg, workdir: str):
+    self.cfg, self.workdir = cfg, workdir
+    self.tokenizer = get_tokenizer(cfg.tokenizer)
+    self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
+    self.num_classes = cfg.num_classes or len(self.splits.labels)
+    self.data_keys = {name: getattr(self.splits, name).key() for name in ("a", "b", "test")}
+    self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+    self.rules = sharding.check_rules(cfg.rules)
+    self.store = stages.StageStore(workdir)
+    self.writer = report.MetricWriter(workdir)
+    self._trainers = {}
+    log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); %d classes; mesh %s",
+             len(self.splits.a), len(self.splits.b), len(self.splits.test), self.splits.dropped,
+             self.num_classes, dict(self.mesh.shape))
+
+  # ------------------------------------------------------------------------------ helpers
+  def model_cfg(self, spec):
+    return model_config(spec.size, self.tokenizer.vocab_size)
+
+  def trainer(self, spec) -> train.Trainer:
+    k = (spec.size, spec.remat)
+    if k not in self._trainers:
+      self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
+                                        self.rules, dtype=self.cfg.train.dtype, remat=spec.remat)
+    return self._trainers[k]
+
+  def loss_hp(self, loss: str) -> dict:
+    return self.cfg.loss[loss].to_dict() if loss in self.cfg.loss else {}
+
+  def _spec(self, kind, model, seed, **extra) -> dict:
+    mc = self.model_cfg(model)
+    return {
+        "kind": kind, "seed": seed, "num_classes": self.num_classes,
+        "model": {"size": model.size, "init": model.init, **dataclasses.asdict(mc),
+                  "lr": train.learning_rate(self.cfg.train, mc, model.lr)},
+        "train": {k: v for k, v in self.cfg.train.to_dict().items() if k not in NOT_HASHED},
+        "tokenizer": self.cfg.tokenizer, **extra}
+
+  def _train_and_predict(self, kind, key, spec, model, seed, ds, targets, loss, eval_sets):
+    tr = self.trainer(model)
+    label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
+    t0 = time.time()
+    result = train.fit(tr, tr.init_params(seed), ds, targets, loss_name=loss,
+                       loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"], seed=seed,
+                       writer=self.writer, label=label)
+    arrays = {name: tr.predict(result.params, d, self.cfg.train.eval_batch_size,
+                               self.cfg.train.buckets) for name, d in eval_sets.items()}
+    test = self.splits.test.labels
+    m = {"test_acc": metrics.accuracy(arrays["test"], test),
+         "test_auroc": metrics.auroc(arrays["test"], test), "steps": result.steps,
+         "train_seconds": result.seconds, "seconds": time.time() - t0,
+         "final_train_loss": result.history[-1]["loss"]}
+    self.store.save(kind, key, spec, params=result.params, arrays=arrays, metrics=m)
+    log.info("[%s] done: test acc %.4f in %.1fs (stage %s)", label, m["test_acc"],
+             m["seconds"], key)
+
+  # ------------------------------------------------------------------------------- stages
+  def stage_gt(self, model, seed) -> str:
+    """Model trained on A's ground truth; predictions on test and B. Returns the stage key."""
+    spec = self._spec("gt", model, seed, loss="xent",
+                      data={"train": self.data_keys["a"], "eval": [self.data_keys["test"],
+                                                                   self.data_keys["b"]]})
+    key = stages.stage_key(spec)
+    if self.store.done("gt", key):
+      log.info("[gt:%s:s%d] cached (stage %s)", model.size, seed, key)
+    else:
+      a = self.splits.a
+      self._train_and_predict("gt", key, spec, model, seed, a,
+                              data_lib.one_hot(a.labels, self.num_classes), "xent",
+                              {"test": self.splits.test, "b": self.splits.b})
+    return key
+
+  def stage_student(self, weak_key, model, loss, seed) -> str:
+    """Strong model trained on B's weak labels (the weak gt stage's soft predictions)."""
+    spec = self._spec("student", model, seed, loss=loss,
+                      loss_hp=self.loss_hp(loss), weak_labels=weak_key,
+                      data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]})
+    key = stages.stage_key(spec)
+    if self.store.done("student", key):
+      log.info("[student:%s:%s:s%d] cached (stage %s)", model.size, loss, seed, key)
+    else:
+      weak_labels = self.store.arrays("gt", weak_key)["b"]
+      self._train_and_predict("student", key, spec, model, seed, self.splits.b, weak_labels,
+                              loss, {"test": self.splits.test})
+    return key
+
+
+def run(cfg, workdir: str) -> list[dict]:
+  """All (seed, loss) runs of the config; returns the result rows (also in results.json)."""
+  exp = Experiment(cfg, workdir)
+  test_labels = exp.splits.test.labels
+  rows = []
+  for seed in cfg.seeds:
+    weak_key = exp.stage_gt(cfg.weak, seed)
+    ceiling_key = exp.stage_gt(cfg.strong, seed)
+    for loss in cfg.losses:
+      student_key = exp.stage_student(weak_key, cfg.strong, loss, seed)
+      probs = {name: exp.store.arrays(kind, key)["test"] for name, kind, key in (
+          ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),
+          ("student", "student", student_key))}
+      scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
+                                 samples=cfg.bootstrap_samples, seed=seed)
+      rows.append({
+          "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], cfg.weak.size,
+                                          cfg.strong.size, loss, seed)),
+          "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": cfg.weak.size,
+          "strong": cfg.strong.size, "loss": loss, "seed": seed, **scores,
+          "stage_keys": {"weak": weak_key, "ceiling": ceiling_key, "student": student_key},
+          "seconds": {name: exp.store.metrics(kind, key)["seconds"] for name, kind, key in (
+              ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),
+              ("student", "student", student_key))},
+      })
+  path = report.write_results(workdir, rows)
+  log.info("results: %s", path)
+  print(report.summary_table(rows), flush=True)
+  return rows

@@ -1,0 +1,224 @@
+"""Training and prediction for one model on one mesh: pure functions compiled with jax.jit.
+
+The NNX model is split ONCE into a graph definition and a pure parameter dict; the train step is
+`train_step(state, batch) -> (state, metrics)` over plain pytrees, compiled with in/out shardings
+and the state donated. Parameters are created directly in their shards (never whole on a device).
+"""
+import logging
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from w2s_jax import losses, sharding
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.models import ModelConfig, Transformer, param_count
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class NonFiniteLoss(FloatingPointError):
+  pass
+
+
+def learning_rate(tcfg, model_cfg: ModelConfig, override: float = 0.0) -> float:
+  """The reference rule: `lr` up to `large_model_params` parameters, `lr_large` above."""
+  if override > 0:
+    return override
+  return tcfg.lr if param_count(model_cfg) <= tcfg.large_model_params else tcfg.lr_large
+
+
+def make_optimizer(tcfg, lr: float, total_steps: int):
+  """optax optimizer and schedule from the config (defaults: Adam, cosine to 0, no warmup)."""
+  warmup = min(tcfg.warmup_steps, total_steps)
+  decay = max(total_steps - warmup, 1)
+  main = {"cosine": optax.cosine_decay_schedule(lr, decay),
+          "linear": optax.linear_schedule(lr, 0.0, decay),
+          "constant": optax.constant_schedule(lr)}[tcfg.schedule]
+  schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup]) \
+      if warmup else main
+  if tcfg.optimizer == "adam" and tcfg.weight_decay == 0:
+    opt = optax.adam(schedule, b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps)
+  else:
+    opt = optax.adamw(schedule, b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps,
+                      weight_decay=tcfg.weight_decay)
+  if tcfg.grad_clip > 0:
+    opt = optax.chain(optax.clip_by_global_norm(tcfg.grad_clip), opt)
+  return opt, schedule
+
+
+class Trainer:
+  """Compiled programs of one model (architecture, classes, dtype) on one mesh."""
+
+  def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
+               dtype: str = "float32", remat: str = "none"):
+    self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
+    make = lambda seed: Transformer(model_cfg, num_classes, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
+                                    rngs=nnx.Rngs(seed))
+    self._make = make
+    self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
+    shapes = self.abstract_state.to_pure_dict()
+    self.param_specs = sharding.tree_specs(sharding.logical_axes(self.abstract_state), shapes,
+                                           rules, mesh)
+    self.param_shardings = sharding.named(mesh, self.param_specs)
+    self.batch_axes = sharding.batch_spec(rules, mesh, 1)[0]
+    self.replicated = NamedSharding(mesh, P())
+    self.traces = {"train": 0, "predict": 0}  # Python side effect: counts compilations
+    self._predict = jax.jit(self._predict_fn, in_shardings=(
+        self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
+        out_shardings=self._batch_sharding(1))
+
+  def _batch_sharding(self, extra_dims: int, lead: int = 0):
+    return NamedSharding(self.mesh, P(*([None] * lead), self.batch_axes, *([None] * extra_dims)))
+
+  def merge(self, params) -> Transformer:
+    state = jax.tree.map(lambda x: x, self.abstract_state)  # fresh copy of the structure
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(self.graphdef, state)
+
+  def init_params(self, seed: int) -> dict:
+    """Fresh parameters for `seed`, created directly in their shards."""
+    return jax.jit(lambda: nnx.split(self._make(seed))[1].to_pure_dict(),
+                   out_shardings=self.param_shardings)()
+
+  def put_params(self, params) -> dict:
+    return jax.device_put(params, self.param_shardings)
+
+  def act_sharding(self):
+    return self._batch_sharding(2)
+
+  def logits(self, params, tokens, lengths):
+    return self.merge(params)(tokens, lengths, self.act_sharding())
+
+  # ------------------------------------------------------------------------------ predict
+  def _predict_fn(self, params, tokens, lengths):
+    self.traces["predict"] += 1
+    return jax.nn.softmax(self.logits(params, tokens, lengths), -1)
+
+  def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets) -> np.ndarray:
+    """Class probabilities [N, C] for every row of `ds`, in order."""
+    out = np.zeros((len(ds), self.num_classes), np.float32)
+    for idx, batch in data_lib.eval_batches(ds, batch_size, buckets):
+      probs = self._predict(params, batch["tokens"], batch["lengths"])
+      out[idx] = sharding.host_array(probs)[:len(idx)]
+    return out
+
+  # ------------------------------------------------------------------------------- train
+  def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int):
+    """The pure train step and its shardings for one optimizer, loss and schedule."""
+
+    def train_step(state, batch):
+      self.traces["train"] += 1
+      params, step = state["params"], state["step"]
+      step_frac = step.astype(jnp.float32) / total_steps
+      tokens, lengths, y = batch["tokens"], batch["lengths"], batch["targets"]
+      accum, micro, c = y.shape
+      if accum == 1:
+        def loss_fn(p):
+          logits = self.logits(p, tokens[0], lengths[0])
+          return loss(logits, y[0], step_frac, **loss_hp), logits[None]
+        (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      else:
+        # Batch statistics (threshold, window radius) over the WHOLE optimizer batch: predict
+        # every micro-batch first, then accumulate gradients against fixed targets.
+        probs = jax.lax.map(lambda mb: jax.nn.softmax(self.logits(params, *mb), -1),
+                            (tokens, lengths)) if loss.needs_probs else jnp.zeros(y.shape)
+        target, weight = loss.targets(probs.reshape(-1, c), y.reshape(-1, c), step_frac,
+                                      **loss_hp)
+        target, weight = target.reshape(y.shape), weight.reshape(accum, micro)
+        total_weight = jnp.maximum(weight.sum(), 1e-12)
+
+        def micro_step(acc, mb):
+          tok, ln, tg, w = mb
+          def loss_fn(p):
+            logits = self.logits(p, tok, ln)
+            return jnp.sum(w * loss.per_example(logits, tg, **loss_hp)) / total_weight, logits
+          (v, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+          return jax.tree.map(jnp.add, acc, (g, v)), logits
+
+        zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
+        (grads, value), logits = jax.lax.scan(micro_step, zeros, (tokens, lengths, target, weight))
+      updates, opt_state = tx.update(grads, state["opt_state"], params)
+      new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
+                   "opt_state": opt_state}
+      metrics = {"loss": value, "lr": schedule(step), "grad_norm": optax.global_norm(grads),
+                 "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
+      return new_state, metrics
+
+    opt_specs = optax.tree_map_params(
+        tx, lambda _, spec: spec, jax.eval_shape(tx.init, self.abstract_state.to_pure_dict()),
+        self.param_specs, transform_non_params=lambda _: P(),
+        is_leaf=lambda x: isinstance(x, P))
+    state_shardings = {"step": self.replicated, "params": self.param_shardings,
+                       "opt_state": sharding.named(self.mesh, opt_specs)}
+    batch_shardings = {"tokens": self._batch_sharding(1, lead=1),
+                       "lengths": self._batch_sharding(0, lead=1),
+                       "targets": self._batch_sharding(1, lead=1)}
+    step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
+                      out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
+    init_fn = jax.jit(lambda params: {"step": jnp.zeros((), jnp.int32), "params": params,
+                                      "opt_state": tx.init(params)},
+                      out_shardings=state_shardings, donate_argnums=(0,))
+    return step_fn, init_fn, batch_shardings
+
+
+class FitResult(NamedTuple):
+  params: dict
+  history: list  # one metrics dict per logged step
+  steps: int
+  seconds: float
+
+
+def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
+        loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
+        label: str = "") -> FitResult:
+  """Train `params` on (ds, soft targets) for `tcfg.epochs`; returns the trained params."""
+  accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
+  per_epoch = data_lib.steps_per_epoch(len(ds), tcfg.batch_size)
+  if per_epoch == 0:
+    raise ValueError(f"{label}: {len(ds)} examples is less than one batch of "
+                     f"config.train.batch_size={tcfg.batch_size}")
+  total = max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+  tx, schedule = make_optimizer(tcfg, lr, total)
+  step_fn, init_fn, batch_shardings = trainer.make_train_step(
+      tx, schedule, losses.get(loss_name), loss_hp, total)
+  state = init_fn(params)
+  history, pending, t0 = [], None, time.time()
+  t_log, n_log = t0, 0
+
+  def drain(item):
+    step, metrics = item
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not np.isfinite(m["loss"]):
+      raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} at step {step}")
+    return step, m
+
+  for step in range(total):
+    batch = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
+                                 seed=seed, buckets=tcfg.buckets)
+    state, metrics = step_fn(state, jax.device_put(batch, batch_shardings))
+    n_log += tcfg.batch_size
+    if pending is not None:  # read the previous step's metrics: the host never blocks on this one
+      done_step, m = drain(pending)
+      if done_step % tcfg.log_every == 0 or done_step == total - 1:
+        now = time.time()
+        m.update(step=done_step, examples_per_s=n_log / max(now - t_log, 1e-9))
+        history.append(m)
+        t_log, n_log = now, 0
+        if writer:
+          writer.write(label, m, total)
+    pending = (step, metrics)
+  done_step, m = drain(pending)
+  m.update(step=done_step, examples_per_s=n_log / max(time.time() - t_log, 1e-9))
+  history.append(m)
+  if writer:
+    writer.write(label, m, total)
+  params = jax.block_until_ready(state["params"])
+  return FitResult(params, history, total, time.time() - t0)
