@@ -96,9 +96,13 @@ def check_rules(rules):
 
 def logical_axes(state: nnx.State) -> dict:
   """Pure-dict tree of each parameter's logical axis names."""
-  return nnx.State(jax.tree.map(
-      lambda v: v.get_metadata()["logical_axes"], state,
-      is_leaf=lambda x: isinstance(x, nnx.Variable))).to_pure_dict()
+  out = {}
+  for path, var in nnx.to_flat_state(state):
+    node = out
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = tuple(var.get_metadata()["logical_axes"])
+  return out
 
 
 def tree_specs(axes_tree, shapes_tree, rules, mesh) -> dict:

@@ -64,7 +64,7 @@ class Trainer:
                                     rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
-    shapes = self.abstract_state.to_pure_dict()
+    shapes = nnx.to_pure_dict(self.abstract_state)
     self.param_specs = sharding.tree_specs(sharding.logical_axes(self.abstract_state), shapes,
                                            rules, mesh)
     self.param_shardings = sharding.named(mesh, self.param_specs)
@@ -85,7 +85,7 @@ class Trainer:
 
   def init_params(self, seed: int) -> dict:
     """Fresh parameters for `seed`, created directly in their shards."""
-    return jax.jit(lambda: nnx.split(self._make(seed))[1].to_pure_dict(),
+    return jax.jit(lambda: nnx.to_pure_dict(nnx.split(self._make(seed))[1]),
                    out_shardings=self.param_shardings)()
 
   def put_params(self, params) -> dict:
@@ -148,12 +148,12 @@ class Trainer:
       updates, opt_state = tx.update(grads, state["opt_state"], params)
       new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
                    "opt_state": opt_state}
-      metrics = {"loss": value, "lr": schedule(step), "grad_norm": optax.global_norm(grads),
+      metrics = {"loss": value, "lr": schedule(step), "grad_norm": optax.tree.norm(grads),
                  "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
       return new_state, metrics
 
     opt_specs = optax.tree_map_params(
-        tx, lambda _, spec: spec, jax.eval_shape(tx.init, self.abstract_state.to_pure_dict()),
+        tx, lambda _, spec: spec, jax.eval_shape(tx.init, nnx.to_pure_dict(self.abstract_state)),
         self.param_specs, transform_non_params=lambda _: P(),
         is_leaf=lambda x: isinstance(x, P))
     state_shardings = {"step": self.replicated, "params": self.param_shardings,

@@ -1,0 +1,63 @@
+"""The whole config is validated before work starts, with errors that name the key."""
+import importlib.util
+import os
+
+import pytest
+
+from w2s_jax import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+def load(variant="tiny"):
+  spec = importlib.util.spec_from_file_location("nlp", os.path.join(ROOT, "configs", "nlp.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def test_shipped_configs_validate():
+  for variant in ("tiny", "jsonl"):
+    config_lib.validate(load(variant), 8)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda c: setattr(c.train, "lrr", 1.0), "unknown config key 'train.lrr'"),
+    (lambda c: c.__setattr__("extra", 1), "unknown config key 'extra'"),
+    (lambda c: c.train.__setattr__("epochs", "two"), None),  # ConfigDict itself refuses
+    (lambda c: c.task.__setattr__("name", "sst3"), "'task.name': unknown task 'sst3'"),
+    (lambda c: c.__setattr__("losses", ("xent", "confidence")), "'losses': unknown loss"),
+    (lambda c: c.strong.__setattr__("size", "tiny-1"), "'strong': models must grow"),
+    (lambda c: c.weak.__setattr__("size", "gpt2"), "'strong': models must grow"),
+    (lambda c: c.strong.__setattr__("size", "gpt5"), "'strong.size': unknown size"),
+    (lambda c: c.train.__setattr__("batch_size", 36), "'train.batch_size': the micro-batch 36"),
+    (lambda c: c.train.__setattr__("micro_batch_size", 5), "'train.micro_batch_size'"),
+    (lambda c: c.train.__setattr__("eval_batch_size", 12), "'train.eval_batch_size'"),
+    (lambda c: c.mesh.__setattr__("data", 3), "'mesh'"),
+    (lambda c: c.train.__setattr__("buckets", (32, 16)), "'train.buckets'"),
+    (lambda c: c.loss.logconf.__setattr__("alpha_max", 1.5), "'loss.logconf.alpha_max'"),
+    (lambda c: c.__setattr__("rules", (("embed", "model"),)), r"config.rules\[0\]"),
+])
+def test_bad_values_name_the_key(mutate, message):
+  cfg = load()
+  if message is None:
+    with pytest.raises(TypeError):
+      mutate(cfg)
+    return
+  mutate(cfg)
+  with pytest.raises((config_lib.ConfigError, ValueError), match=message):
+    config_lib.validate(cfg, 8)
+
+
+def test_wrong_type_in_a_config_file_names_the_key():
+  cfg = load()
+  cfg.unlock()
+  del cfg.train["epochs"]
+  cfg.train.epochs = "two"  # a config file that replaced the key with another type
+  with pytest.raises(config_lib.ConfigError, match="'train.epochs' must be a number"):
+    config_lib.validate(cfg, 8)
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="unknown variant 'huge'"):
+    load("huge")

@@ -1,0 +1,86 @@
+"""`python -m w2s_jax.main` end to end, as a researcher runs it (8 fake CPU devices)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = ("weak_acc", "ceiling_acc", "student_acc", "pgr", "weak_auroc", "ceiling_auroc",
+          "student_auroc", "agreement", "n_test", "stage_keys", "pgr_ci95")
+
+
+def main(*args, check=True):
+  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, PYTHONPATH=ROOT))
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+  return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  proc = main("--config=configs/nlp.py:tiny", f"--workdir={workdir}")
+  return workdir, proc
+
+
+def test_tiny_end_to_end_results(tiny_run):
+  workdir, proc = tiny_run
+  with open(workdir / "results.json") as f:
+    runs = json.load(f)["runs"]
+  assert [(r["loss"], r["seed"]) for r in runs] == [("xent", 0), ("logconf", 0)]
+  for r in runs:
+    assert all(r[k] is not None for k in FIELDS), r
+    assert r["weak"] == "tiny-1" and r["strong"] == "tiny-2" and r["n_test"] == 1000
+    assert r["weak_acc"] < r["ceiling_acc"], r
+    assert r["pgr"] == pytest.approx((r["student_acc"] - r["weak_acc"]) /
+                                     (r["ceiling_acc"] - r["weak_acc"]))
+    assert 0.5 < r["weak_auroc"] <= 1 and 0 <= r["agreement"] <= 1
+  # Both students share the weak labels and the ceiling.
+  assert runs[0]["stage_keys"]["weak"] == runs[1]["stage_keys"]["weak"]
+  assert runs[0]["stage_keys"]["ceiling"] == runs[1]["stage_keys"]["ceiling"]
+  assert "median PGR [xent]" in proc.stdout
+  # Training metrics are logged as JSON lines, with progress on the console.
+  lines = [json.loads(x) for x in open(workdir / "metrics.jsonl")]
+  assert {"loss", "accuracy", "lr", "examples_per_s", "step", "stage"} <= set(lines[0])
+  assert "step 1/" in proc.stderr
+
+
+def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny_run):
+  workdir, _ = tiny_run
+  before = {d: os.stat(workdir / "stages" / d).st_mtime for d in os.listdir(workdir / "stages")}
+  assert len(before) == 4  # weak, ceiling, 2 students
+  proc = main("--config=configs/nlp.py:tiny", f"--workdir={workdir}",
+              "--config.losses=('xent', 'kl')")
+  after = set(os.listdir(workdir / "stages"))
+  new = after - set(before)
+  assert len(new) == 1 and next(iter(new)).startswith("student-"), new
+  assert proc.stderr.count("cached") == 3 and "[student:tiny-2:kl:s0] done" in proc.stderr
+  for d, mtime in before.items():
+    assert os.stat(workdir / "stages" / d).st_mtime == mtime
+  runs = json.load(open(workdir / "results.json"))["runs"]
+  assert sorted(r["loss"] for r in runs) == ["kl", "logconf", "xent"]
+
+
+def test_bad_config_key_is_a_clear_error(tmp_path):
+  proc = main("--config=configs/nlp.py:tiny", f"--workdir={tmp_path}", "--config.trian.lr=1",
+              check=False)
+  assert proc.returncode != 0
+  assert "config error" in proc.stderr and "trian" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = main("--config=configs/nlp.py:tiny", f"--workdir={tmp_path}",
+              "--config.train.batch_size=36", check=False)
+  assert proc.returncode != 0 and "'train.batch_size'" in proc.stderr
+  assert not os.path.exists(tmp_path / "stages")  # nothing started
+
+
+def test_malformed_jsonl_row_is_a_clear_error(tmp_path):
+  path = tmp_path / "train.jsonl"
+  path.write_text('{"text": "ok", "label": 0}\n{"text": "broken", "label": }\n')
+  proc = main("--config=configs/nlp.py:jsonl", f"--workdir={tmp_path / 'w'}",
+              f"--config.task.train_file={path}", check=False)
+  assert proc.returncode != 0
+  assert f"{path}:2: not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
