@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import time
 
+import jax
+
 from w2s_jax import metrics, report, sharding, stages, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import get_tokenizer
@@ -20,6 +22,13 @@ log = logging.getLogger("w2s_jax")
 
 # Config keys that change no stage output (logging, evaluation batching).
 NOT_HASHED = ("log_every", "eval_batch_size")
+
+# Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
+# compile a handful of programs per stage, not one per batch.
+COMPILES = {"n": 0}
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, *_, **__: COMPILES.__setitem__("n", COMPILES["n"] + (
+        name == "/jax/core/compile/backend_compile_duration")))
 
 
 class Experiment:
@@ -66,7 +75,7 @@ class Experiment:
   def _train_and_predict(self, kind, key, spec, model, seed, ds, targets, loss, eval_sets):
     tr = self.trainer(model)
     label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
-    t0 = time.time()
+    t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
     result = train.fit(tr, tr.init_params(seed), ds, targets, loss_name=loss,
                        loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"], seed=seed,
                        writer=self.writer, label=label)
@@ -76,10 +85,12 @@ class Experiment:
     m = {"test_acc": metrics.accuracy(arrays["test"], test),
          "test_auroc": metrics.auroc(arrays["test"], test), "steps": result.steps,
          "train_seconds": result.seconds, "seconds": time.time() - t0,
-         "final_train_loss": result.history[-1]["loss"]}
+         "final_train_loss": result.history[-1]["loss"],
+         "compiles": {"all": COMPILES["n"] - compiles,
+                      **{k: tr.traces[k] - traces[k] for k in traces}}}
     self.store.save(kind, key, spec, params=result.params, arrays=arrays, metrics=m)
-    log.info("[%s] done: test acc %.4f in %.1fs (stage %s)", label, m["test_acc"],
-             m["seconds"], key)
+    log.info("[%s] done: test acc %.4f in %.1fs, %d programs compiled (%d train steps) (stage %s)",
+             label, m["test_acc"], m["seconds"], m["compiles"]["all"], m["compiles"]["train"], key)
 
   # ------------------------------------------------------------------------------- stages
   def stage_gt(self, model, seed) -> str:
@@ -114,6 +125,7 @@ class Experiment:
 
 def run(cfg, workdir: str) -> list[dict]:
   """All (seed, loss) runs of the config; returns the result rows (also in results.json)."""
+  compiles = COMPILES["n"]
   exp = Experiment(cfg, workdir)
   test_labels = exp.splits.test.labels
   rows = []
@@ -138,6 +150,6 @@ def run(cfg, workdir: str) -> list[dict]:
               ("student", "student", student_key))},
       })
   path = report.write_results(workdir, rows)
-  log.info("results: %s", path)
+  log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)
   print(report.summary_table(rows), flush=True)
   return rows

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="w2s_jax",
+    version="0.1.0",
+    description="Weak-to-strong generalization experiments in JAX/Flax NNX, from a CPU to TPU pods",
+    packages=find_packages(include=["w2s_jax", "w2s_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.10",
+        "flax>=0.12",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11",
+        "ml-collections>=1.0",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "tokenizers>=0.20",
+        "datasets>=3.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "tpu": ["jax[tpu]>=0.10"],
+    },
+    entry_points={"console_scripts": ["w2s-jax=w2s_jax.main:run"]},
+)
