@@ -66,6 +66,8 @@ def defaults() -> ml_collections.ConfigDict:
       dtype="float32",  # compute dtype: float32 | bfloat16 (parameters stay float32)
       buckets=(64, 128, 256, 512, 1024),  # padded sequence lengths: one program each
       log_every=10,
+      checkpoint_every=200,  # steps between training checkpoints (0: only on preemption)
+      keep_checkpoints=2,  # the latest N are kept
   ))
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
   c.rules = sharding.DEFAULT_RULES
@@ -120,7 +122,8 @@ def check_growing(specs, keys):
              f"{specs[i - 1].size} ({counts[i - 1]:,})")
 
 
-def validate(cfg, n_devices: int) -> None:
+def validate(cfg, n_devices: int, devices=None) -> None:
+  """Raise ConfigError naming the first bad key. `devices`: the mesh's devices (default: all)."""
   _check_tree(cfg, defaults(), "")
   t = cfg.train
   _require(cfg.seeds and all(isinstance(s, int) for s in cfg.seeds), "seeds", "a tuple of ints")
@@ -147,7 +150,7 @@ def validate(cfg, n_devices: int) -> None:
   rules = sharding.check_rules(cfg.rules)
   try:
     mesh_shape = dict(zip(sharding.MESH_AXES, sharding.make_mesh(
-        cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor).devices.shape))
+        cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices).devices.shape))
   except ValueError as e:
     raise ConfigError(f"config key 'mesh': {e}") from None
   dp = sharding.data_parallel_size(rules, mesh_shape)
@@ -160,4 +163,6 @@ def validate(cfg, n_devices: int) -> None:
   _require(0 <= lc.alpha_max <= 1, "loss.logconf.alpha_max", "must be in [0, 1]")
   _require(0 <= lc.warmup_frac <= 1, "loss.logconf.warmup_frac", "must be in [0, 1]")
   _require(cfg.max_len > 0, "max_len", "must be positive")
+  _require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+  _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
   _require(0 < cfg.task.test_frac < 1, "task.test_frac", "must be in (0, 1)")

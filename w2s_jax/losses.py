@@ -2,12 +2,13 @@
 
 Each loss is split in two so that batch statistics stay defined over the WHOLE optimizer batch,
 also under gradient accumulation:
-  targets(probs, y, step_frac, **hp) -> (target [B, C], weight [B])   no gradient; may use batch
-                                                                        statistics of probs and y
+  targets(logits, y, step_frac, **hp) -> (target [B, C], weight [B])  no gradient; may use batch
+                                                                        statistics of logits and y
   per_example(logits, target, **hp)  -> loss [B]                        differentiated
   loss = sum(weight * per_example) / sum(weight)
-`probs` is the student's own stop-gradient softmax. With one micro-batch both run in one pass;
-with several, the train step first predicts the whole batch, then accumulates gradients.
+`logits` are the student's own, stop-gradient, in fp32 (ranking by logits rather than by
+probabilities keeps full resolution when predictions saturate). With one micro-batch both run in
+one pass; with several, the train step first predicts the whole batch, then accumulates.
 """
 from typing import Callable, NamedTuple
 
@@ -17,14 +18,14 @@ import jax.numpy as jnp
 
 class Loss(NamedTuple):
   name: str
-  needs_probs: bool  # targets depend on the student's predictions
+  needs_logits: bool  # targets depend on the student's predictions
   targets: Callable
   per_example: Callable
 
   def __call__(self, logits, y, step_frac=1.0, **hp):
     """Scalar loss of `logits` [B, C] against soft targets `y` [B, C] (pure, jittable)."""
-    probs = jax.lax.stop_gradient(jax.nn.softmax(logits.astype(jnp.float32), -1))
-    target, weight = self.targets(probs, y, step_frac, **hp)
+    target, weight = self.targets(jax.lax.stop_gradient(logits.astype(jnp.float32)), y,
+                                  step_frac, **hp)
     ell = self.per_example(logits, jax.lax.stop_gradient(target), **hp)
     return weighted_mean(ell, jax.lax.stop_gradient(weight))
 
@@ -37,7 +38,7 @@ def cross_entropy(logits, target, **_):
   return -jnp.sum(target * jax.nn.log_softmax(logits.astype(jnp.float32), -1), -1)
 
 
-def _plain(probs, y, step_frac, **_):
+def _plain(logits, y, step_frac, **_):
   return y, jnp.ones(y.shape[:1], jnp.float32)
 
 
@@ -54,19 +55,21 @@ def warmup_alpha(step_frac, alpha_max, warmup_frac):
   return alpha_max * jnp.minimum(1.0, jnp.asarray(step_frac, jnp.float32) / warmup_frac)
 
 
-def harden(probs, prior):
+def harden(logits, prior):
   """Hard labels whose class shares match `prior` (the weak labels' class balance).
 
   Binary: class 1 for the examples whose p[:, 0] is below the `prior[1]`-quantile of p[:, 0] over
-  the batch (the reference rule). C > 2: argmax of log p - b, with per-class offsets b moved for
-  a fixed number of steps until the argmax shares match the prior (a multiplicative fit).
+  the batch (the reference rule), computed on the margin z0 - z1, which orders examples exactly
+  as p[:, 0] does without float32's loss of resolution near p = 1. C > 2: argmax of log p - b,
+  with per-class offsets b moved for a fixed number of steps until the argmax shares match the
+  prior (a multiplicative fit).
   """
-  c = probs.shape[-1]
+  c = logits.shape[-1]
   if c == 2:
-    t = jnp.quantile(probs[:, 0], prior[1])
-    one = (probs[:, 0] < t).astype(jnp.float32)
+    margin = logits[:, 0] - logits[:, 1]
+    one = (margin < jnp.quantile(margin, prior[1])).astype(jnp.float32)
     return jnp.stack([1.0 - one, one], -1)
-  logp = jnp.log(jnp.clip(probs, 1e-12))
+  logp = jax.nn.log_softmax(logits, -1)
 
   def fit(b, _):
     share = jax.nn.one_hot(jnp.argmax(logp - b, -1), c).mean(0)
@@ -76,22 +79,22 @@ def harden(probs, prior):
   return jax.nn.one_hot(jnp.argmax(logp - b, -1), c)
 
 
-def _logconf(probs, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
+def _logconf(logits, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
   a = warmup_alpha(step_frac, alpha_max, warmup_frac)
-  hard = harden(probs, y.mean(0))
+  hard = harden(logits, y.mean(0))
   return (1.0 - a) * y + a * hard, jnp.ones(y.shape[:1], jnp.float32)
 
 
-def _product(probs, y, step_frac, alpha=1.0, beta=1.0, **_):
-  t = jnp.clip(y, 1e-12) ** alpha * jnp.clip(probs, 1e-12) ** beta
-  return t / t.sum(-1, keepdims=True), jnp.ones(y.shape[:1], jnp.float32)
+def _product(logits, y, step_frac, alpha=1.0, beta=1.0, **_):
+  log_t = alpha * jnp.log(jnp.clip(y, 1e-12)) + beta * jax.nn.log_softmax(logits, -1)
+  return jax.nn.softmax(log_t, -1), jnp.ones(y.shape[:1], jnp.float32)
 
 
-def _window(probs, y, step_frac, radius=-1.0, **_):
+def _window(logits, y, step_frac, radius=-1.0, **_):
   """Train only where the student is unsure: max p < 1/C + r (binary: 0.5 + r)."""
   base = 1.0 / y.shape[-1]
   r = jnp.median(y.max(-1) - base) if radius < 0 else jnp.asarray(radius, jnp.float32)
-  return y, (probs.max(-1) < base + r).astype(jnp.float32)
+  return y, (jax.nn.softmax(logits, -1).max(-1) < base + r).astype(jnp.float32)
 
 
 def _entropy(logits, target, entropy_weight=0.1, **_):

@@ -13,7 +13,7 @@ import time
 
 import jax
 
-from w2s_jax import metrics, report, sharding, stages, train
+from w2s_jax import distributed, metrics, report, sharding, stages, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import get_tokenizer
 from w2s_jax.models import model_config
@@ -21,7 +21,7 @@ from w2s_jax.models import model_config
 log = logging.getLogger("w2s_jax")
 
 # Config keys that change no stage output (logging, evaluation batching).
-NOT_HASHED = ("log_every", "eval_batch_size")
+NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
 
 # Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
 # compile a handful of programs per stage, not one per batch.
@@ -43,7 +43,7 @@ class Experiment:
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
-    self.writer = report.MetricWriter(workdir)
+    self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
     self._trainers = {}
     log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); %d classes; mesh %s",
              len(self.splits.a), len(self.splits.b), len(self.splits.test), self.splits.dropped,
@@ -77,15 +77,16 @@ class Experiment:
     label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
     t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
     result = train.fit(tr, tr.init_params(seed), ds, targets, loss_name=loss,
-                       loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"], seed=seed,
-                       writer=self.writer, label=label)
+                       loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"],
+                       seed=seed, writer=self.writer, label=label,
+                       ckpt_dir=self.store.ckpt_dir(kind, key))
     arrays = {name: tr.predict(result.params, d, self.cfg.train.eval_batch_size,
                                self.cfg.train.buckets) for name, d in eval_sets.items()}
     test = self.splits.test.labels
     m = {"test_acc": metrics.accuracy(arrays["test"], test),
          "test_auroc": metrics.auroc(arrays["test"], test), "steps": result.steps,
          "train_seconds": result.seconds, "seconds": time.time() - t0,
-         "final_train_loss": result.history[-1]["loss"],
+         "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
          "compiles": {"all": COMPILES["n"] - compiles,
                       **{k: tr.traces[k] - traces[k] for k in traces}}}
     self.store.save(kind, key, spec, params=result.params, arrays=arrays, metrics=m)
@@ -149,7 +150,9 @@ def run(cfg, workdir: str) -> list[dict]:
               ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),
               ("student", "student", student_key))},
       })
-  path = report.write_results(workdir, rows)
-  log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)
-  print(report.summary_table(rows), flush=True)
+  if distributed.is_main():
+    path = report.write_results(workdir, rows)
+    log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)
+    print(report.summary_table(rows), flush=True)
+  distributed.barrier("results written")
   return rows

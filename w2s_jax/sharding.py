@@ -139,6 +139,20 @@ def per_device_bytes(tree) -> list[int]:
   return [counts[d] for d in sorted(counts, key=lambda d: d.id)]
 
 
+def local_rows(named_sharding, global_shape, dim: int) -> np.ndarray:
+  """Indices along `dim` that this process's devices hold: the rows it loads and feeds."""
+  spans = sorted({(s[dim].start or 0, global_shape[dim] if s[dim].stop is None else s[dim].stop)
+                  for s in named_sharding.addressable_devices_indices_map(global_shape).values()})
+  rows = np.concatenate([np.arange(a, b) for a, b in spans])
+  if not (np.diff(rows) == 1).all():
+    raise ValueError(f"this process's batch rows are not contiguous ({spans}): reorder the mesh "
+                     "so that each host's devices are adjacent along the batch axes")
+  return rows
+
+
 def host_array(x) -> np.ndarray:
-  """Gather a (possibly sharded) array to a host numpy array."""
-  return np.asarray(jax.device_get(x))
+  """The whole of a (possibly sharded, possibly multi-process) array on this host."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

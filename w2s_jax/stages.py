@@ -1,17 +1,21 @@
 """Cached pipeline stages, keyed by a content hash of everything that determines their outputs.
 
 A stage folder `WORKDIR/stages/KIND-KEY/` holds spec.json (what the key hashes), params/ (orbax),
-arrays.npz (predictions) and metrics.json. It is written under a temporary name and renamed into
-place when complete, so a crash or a kill never leaves a half-written stage that looks finished.
+arrays.npz (predictions), metrics.json and, while training, ckpt/ (resumable training
+checkpoints). COMMIT is written last, once every output is durable on every process: a folder
+without it is unfinished (a crash, a kill, a preemption) and is resumed from ckpt/, never read.
+No rename is needed, so the same protocol works on a local disk and on a bucket (gs://).
 """
 import hashlib
+import io
 import json
-import os
-import shutil
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from w2s_jax import distributed
 
 
 def stage_key(spec: dict) -> str:
@@ -21,44 +25,51 @@ def stage_key(spec: dict) -> str:
 
 class StageStore:
   def __init__(self, workdir: str):
-    self.root = os.path.abspath(os.path.join(workdir, "stages"))
-    os.makedirs(self.root, exist_ok=True)
+    self.root = epath.Path(workdir) / "stages"
+    if distributed.is_main():
+      self.root.mkdir(parents=True, exist_ok=True)
+    distributed.barrier("stage store")
 
-  def path(self, kind: str, key: str) -> str:
-    return os.path.join(self.root, f"{kind}-{key}")
+  def path(self, kind: str, key: str) -> epath.Path:
+    return self.root / f"{kind}-{key}"
+
+  def ckpt_dir(self, kind: str, key: str) -> str:
+    return str(self.path(kind, key) / "ckpt")
 
   def done(self, kind: str, key: str) -> bool:
-    return os.path.exists(os.path.join(self.path(kind, key), "metrics.json"))
+    return (self.path(kind, key) / "COMMIT").exists()
 
   def save(self, kind: str, key: str, spec: dict, *, params=None, arrays=None, metrics=None):
-    final = self.path(kind, key)
-    tmp = f"{final}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    """Write a finished stage (every process calls this: orbax saves are collective)."""
+    path = self.path(kind, key)
     if params is not None:
       with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(os.path.join(tmp, "params"), params)
+        ckpt.save(path / "params", params, force=True)
         ckpt.wait_until_finished()
-    np.savez(os.path.join(tmp, "arrays.npz"), **(arrays or {}))
-    with open(os.path.join(tmp, "spec.json"), "w") as f:
-      json.dump(spec, f, indent=1, sort_keys=True, default=str)
-    with open(os.path.join(tmp, "metrics.json"), "w") as f:  # written last: marks completeness
-      json.dump(metrics or {}, f, indent=1, sort_keys=True)
-    if os.path.exists(final):  # an older incomplete copy (no rename can have completed it)
-      shutil.rmtree(final)
-    os.rename(tmp, final)
+    if distributed.is_main():
+      buf = io.BytesIO()
+      np.savez(buf, **(arrays or {}))
+      (path / "arrays.npz").write_bytes(buf.getvalue())
+      (path / "spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True, default=str))
+      (path / "metrics.json").write_text(json.dumps(metrics or {}, indent=1, sort_keys=True))
+    distributed.barrier(f"stage {kind}-{key} written")
+    if distributed.is_main():
+      (path / "COMMIT").write_text("")
+      ckpt = path / "ckpt"
+      if ckpt.exists():  # training checkpoints are not needed once the stage is committed
+        ckpt.rmtree()
+    distributed.barrier(f"stage {kind}-{key} committed")
 
   def arrays(self, kind: str, key: str) -> dict:
-    with np.load(os.path.join(self.path(kind, key), "arrays.npz")) as z:
+    with np.load(io.BytesIO((self.path(kind, key) / "arrays.npz").read_bytes())) as z:
       return dict(z)
 
   def metrics(self, kind: str, key: str) -> dict:
-    with open(os.path.join(self.path(kind, key), "metrics.json")) as f:
-      return json.load(f)
+    return json.loads((self.path(kind, key) / "metrics.json").read_text())
 
   def params(self, kind: str, key: str, abstract, shardings):
     """Restore into the CURRENT mesh: targets carry today's shardings, not the saved ones."""
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
     with ocp.StandardCheckpointer() as ckpt:
-      return ckpt.restore(os.path.join(self.path(kind, key), "params"), target)
+      return ckpt.restore(self.path(kind, key) / "params", target)

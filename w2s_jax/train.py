@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from w2s_jax import losses, sharding
+from w2s_jax import checkpoint, losses, sharding
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import ModelConfig, Transformer, param_count
 
@@ -64,7 +64,7 @@ class Trainer:
                                     rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
-    shapes = nnx.to_pure_dict(self.abstract_state)
+    shapes = self.abstract_params()
     self.param_specs = sharding.tree_specs(sharding.logical_axes(self.abstract_state), shapes,
                                            rules, mesh)
     self.param_shardings = sharding.named(mesh, self.param_specs)
@@ -82,6 +82,10 @@ class Trainer:
     state = jax.tree.map(lambda x: x, self.abstract_state)  # fresh copy of the structure
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(self.graphdef, state)
+
+  def abstract_params(self) -> dict:
+    """Shapes and dtypes of the parameters (a pure dict of ShapeDtypeStruct), no allocation."""
+    return nnx.to_pure_dict(self.abstract_state)
 
   def init_params(self, seed: int) -> dict:
     """Fresh parameters for `seed`, created directly in their shards."""
@@ -103,11 +107,16 @@ class Trainer:
     return jax.nn.softmax(self.logits(params, tokens, lengths), -1)
 
   def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets) -> np.ndarray:
-    """Class probabilities [N, C] for every row of `ds`, in order."""
+    """Class probabilities [N, C] for every row of `ds`, in order, on every process."""
     out = np.zeros((len(ds), self.num_classes), np.float32)
+    tokens_sharding, lengths_sharding = self._batch_sharding(1), self._batch_sharding(0)
+    rows = sharding.local_rows(lengths_sharding, (batch_size,), 0)
     for idx, batch in data_lib.eval_batches(ds, batch_size, buckets):
-      probs = self._predict(params, batch["tokens"], batch["lengths"])
-      out[idx] = sharding.host_array(probs)[:len(idx)]
+      tokens = jax.make_array_from_process_local_data(
+          tokens_sharding, batch["tokens"][rows], batch["tokens"].shape)
+      lengths = jax.make_array_from_process_local_data(
+          lengths_sharding, batch["lengths"][rows], batch["lengths"].shape)
+      out[idx] = sharding.host_array(self._predict(params, tokens, lengths))[:len(idx)]
     return out
 
   # ------------------------------------------------------------------------------- train
@@ -128,9 +137,9 @@ class Trainer:
       else:
         # Batch statistics (threshold, window radius) over the WHOLE optimizer batch: predict
         # every micro-batch first, then accumulate gradients against fixed targets.
-        probs = jax.lax.map(lambda mb: jax.nn.softmax(self.logits(params, *mb), -1),
-                            (tokens, lengths)) if loss.needs_probs else jnp.zeros(y.shape)
-        target, weight = loss.targets(probs.reshape(-1, c), y.reshape(-1, c), step_frac,
+        logits = jax.lax.map(lambda mb: self.logits(params, *mb).astype(jnp.float32),
+                             (tokens, lengths)) if loss.needs_logits else jnp.zeros(y.shape)
+        target, weight = loss.targets(logits.reshape(-1, c), y.reshape(-1, c), step_frac,
                                       **loss_hp)
         target, weight = target.reshape(y.shape), weight.reshape(accum, micro)
         total_weight = jnp.maximum(weight.sum(), 1e-12)
@@ -153,7 +162,7 @@ class Trainer:
       return new_state, metrics
 
     opt_specs = optax.tree_map_params(
-        tx, lambda _, spec: spec, jax.eval_shape(tx.init, nnx.to_pure_dict(self.abstract_state)),
+        tx, lambda _, spec: spec, jax.eval_shape(tx.init, self.abstract_params()),
         self.param_specs, transform_non_params=lambda _: P(),
         is_leaf=lambda x: isinstance(x, P))
     state_shardings = {"step": self.replicated, "params": self.param_shardings,
@@ -174,13 +183,20 @@ class FitResult(NamedTuple):
   history: list  # one metrics dict per logged step
   steps: int
   seconds: float
+  resumed_from: int  # the checkpoint step training resumed from (0: a fresh start)
 
 
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
         loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
-        label: str = "") -> FitResult:
-  """Train `params` on (ds, soft targets) for `tcfg.epochs`; returns the trained params."""
+        label: str = "", ckpt_dir: str = "", stop_after: int = 0) -> FitResult:
+  """Train `params` (consumed) on (ds, soft targets) for `tcfg.epochs`.
+
+  With `ckpt_dir`, the state is saved every `tcfg.checkpoint_every` steps and on preemption,
+  and a run finding a checkpoint there resumes from it (on whatever mesh it has now).
+  `stop_after` > 0 stops after that many steps as if preempted (tests).
+  """
   accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
+  micro = tcfg.batch_size // accum
   per_epoch = data_lib.steps_per_epoch(len(ds), tcfg.batch_size)
   if per_epoch == 0:
     raise ValueError(f"{label}: {len(ds)} examples is less than one batch of "
@@ -189,36 +205,64 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   tx, schedule = make_optimizer(tcfg, lr, total)
   step_fn, init_fn, batch_shardings = trainer.make_train_step(
       tx, schedule, losses.get(loss_name), loss_hp, total)
+  rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
+  ckpt = checkpoint.TrainCheckpoints(ckpt_dir, tcfg.checkpoint_every, tcfg.keep_checkpoints) \
+      if ckpt_dir else None
+  start = (ckpt.latest_step() or 0) if ckpt else 0
+  if start:
+    state = ckpt.restore(start, state)
+    log.info("[%s] resumed from the checkpoint of step %d", label, start)
+  if ckpt:
+    checkpoint.watch_sigterm()
   history, pending, t0 = [], None, time.time()
   t_log, n_log = t0, 0
 
   def drain(item):
     step, metrics = item
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not np.isfinite(m["loss"]):
-      raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} at step {step}")
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} (gradient norm "
+                          f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
     return step, m
 
-  for step in range(total):
-    batch = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
-                                 seed=seed, buckets=tcfg.buckets)
-    state, metrics = step_fn(state, jax.device_put(batch, batch_shardings))
-    n_log += tcfg.batch_size
-    if pending is not None:  # read the previous step's metrics: the host never blocks on this one
-      done_step, m = drain(pending)
-      if done_step % tcfg.log_every == 0 or done_step == total - 1:
-        now = time.time()
-        m.update(step=done_step, examples_per_s=n_log / max(now - t_log, 1e-9))
-        history.append(m)
-        t_log, n_log = now, 0
-        if writer:
-          writer.write(label, m, total)
-    pending = (step, metrics)
-  done_step, m = drain(pending)
-  m.update(step=done_step, examples_per_s=n_log / max(time.time() - t_log, 1e-9))
-  history.append(m)
-  if writer:
-    writer.write(label, m, total)
+  def record(item):
+    nonlocal t_log, n_log
+    step, m = drain(item)
+    if step % tcfg.log_every == 0 or step == total - 1:
+      now = time.time()
+      m.update(step=step, examples_per_s=n_log / max(now - t_log, 1e-9))
+      history.append(m)
+      t_log, n_log = now, 0
+      if writer:
+        writer.write(label, m, total)
+
+  try:
+    for step in range(start, total):
+      local = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
+                                   seed=seed, buckets=tcfg.buckets, rows=rows)
+      batch = {k: jax.make_array_from_process_local_data(
+          batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
+      state, metrics = step_fn(state, batch)
+      n_log += tcfg.batch_size
+      if pending is not None:  # the previous step's metrics: the host never waits on this one
+        record(pending)
+      pending = (step, metrics)
+      done = step + 1
+      if ckpt and done < total:
+        save, preempted = ckpt.due(done)
+        preempted = preempted or done == stop_after
+        if save or preempted:
+          record(pending)  # never save a state whose step was not finite
+          pending = None
+          ckpt.save(done, state)
+          if preempted:
+            raise checkpoint.Preempted(f"{label}: stopped at step {done} of {total} with a "
+                                       "checkpoint; rerun the same command to resume")
+    if pending is not None:
+      record(pending)
+  finally:
+    if ckpt:
+      ckpt.close()
   params = jax.block_until_ready(state["params"])
-  return FitResult(params, history, total, time.time() - t0)
+  return FitResult(params, history, total, time.time() - t0, start)

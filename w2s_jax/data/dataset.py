@@ -116,20 +116,24 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
   return n // batch_size
 
 
+def batch_indices(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
+  """Rows of the optimizer batch of `step`: a pure function of (seed, step), so a resumed run
+  or one with another process count sees the same global order."""
+  epoch, i = divmod(step, steps_per_epoch(n, batch_size))
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  return perm[i * batch_size:(i + 1) * batch_size]
+
+
 def train_batch(ds: Dataset, targets: np.ndarray, step: int, *, batch_size: int, accum: int,
-                seed: int, buckets) -> dict:
-  """The optimizer batch of `step`: a pure function of (seed, step). Shapes [accum, micro, L]."""
-  per_epoch = steps_per_epoch(len(ds), batch_size)
-  epoch, i = divmod(step, per_epoch)
-  perm = np.random.default_rng([seed, epoch]).permutation(len(ds))
-  idx = perm[i * batch_size:(i + 1) * batch_size]
+                seed: int, buckets, rows=None) -> dict:
+  """The batch of `step`, shaped [accum, micro, L]; `rows` keeps only these micro-batch rows
+  (the ones this process feeds). The bucket L is chosen from the whole global batch."""
+  idx = batch_indices(len(ds), step, batch_size, seed).reshape(accum, batch_size // accum)
   length = bucket_length(int(ds.lengths[idx].max()), buckets)
-  micro = batch_size // accum
-  return {
-      "tokens": ds.tokens[idx, :length].reshape(accum, micro, length),
-      "lengths": ds.lengths[idx].reshape(accum, micro),
-      "targets": targets[idx].astype(np.float32).reshape(accum, micro, -1),
-  }
+  if rows is not None:
+    idx = idx[:, rows]
+  return {"tokens": ds.tokens[idx, :length], "lengths": ds.lengths[idx],
+          "targets": targets[idx].astype(np.float32)}
 
 
 def eval_batches(ds: Dataset, batch_size: int, buckets):

@@ -1,0 +1,128 @@
+"""Checkpoints: restore on another mesh, preemption, non-finite loss, FSDP memory, dry run."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from w2s_jax import checkpoint, config as config_lib, sharding, train
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tokenizers import ByteTokenizer
+from w2s_jax.models import model_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def setup():
+  cfg = config_lib.defaults()
+  cfg.task.n_train, cfg.task.n_test = 600, 64
+  cfg.max_len = 32
+  cfg.train.buckets = (16, 32)
+  cfg.train.lr = 1e-3
+  cfg.train.log_every = 1
+  cfg.train.checkpoint_every = 4
+  cfg.train.epochs = 12 / data_lib.steps_per_epoch(300, 32)  # 12 steps
+  return cfg, data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)
+
+
+def fit(cfg, splits, mesh, ckpt_dir="", targets=None, **kw):
+  tr = train.Trainer(model_config("tiny-2", 259), 2, mesh, sharding.DEFAULT_RULES)
+  targets = data_lib.one_hot(splits.a.labels, 2) if targets is None else targets
+  return train.fit(tr, tr.init_params(0), splits.a, targets, loss_name="logconf",
+                   loss_hp=cfg.loss.logconf.to_dict(), tcfg=cfg.train, lr=cfg.train.lr, seed=0,
+                   ckpt_dir=ckpt_dir, **kw)
+
+
+def assert_close(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
+
+
+def test_saved_on_8_devices_resumes_on_4_and_on_1(setup, tmp_path):
+  cfg, splits = setup
+  full = fit(cfg, splits, sharding.make_mesh(1, 8, 1))
+  with pytest.raises(checkpoint.Preempted, match="stopped at step 6 of 12"):
+    fit(cfg, splits, sharding.make_mesh(1, 8, 1), str(tmp_path / "a"), stop_after=6)
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  for devices, path in ((4, "a"), (1, "b")):
+    mesh = sharding.make_mesh(1, devices, 1, devices=jax.devices()[:devices])
+    resumed = fit(cfg, splits, mesh, str(tmp_path / path))
+    assert resumed.resumed_from == 6 and resumed.steps == 12
+    assert_close(resumed.params, full.params, atol=1e-5)
+    assert resumed.params["blocks"]["w_in"].sharding.mesh.devices.size == devices
+
+
+def test_sigterm_saves_a_checkpoint_then_stops(setup, tmp_path):
+  cfg, splits = setup
+
+  class SendSigterm:  # a metrics writer that delivers SIGTERM at step 2
+    def write(self, stage, metrics, total):
+      if metrics["step"] == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+  try:
+    with pytest.raises(checkpoint.Preempted):
+      fit(cfg, splits, sharding.make_mesh(1, 8, 1), str(tmp_path), writer=SendSigterm())
+  finally:
+    checkpoint.clear_preemption()
+  saved = checkpoint.TrainCheckpoints(str(tmp_path), 4, 2)
+  step = saved.latest_step()
+  saved.close()
+  assert step is not None and 2 <= step < 12  # saved at the first step boundary after it
+  resumed = fit(cfg, splits, sharding.make_mesh(1, 8, 1), str(tmp_path))
+  assert resumed.resumed_from == step
+  assert_close(resumed.params, fit(cfg, splits, sharding.make_mesh(1, 8, 1)).params, atol=1e-6)
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(setup, tmp_path):
+  cfg, splits = setup
+  targets = data_lib.one_hot(splits.a.labels, 2)
+  bad_row = data_lib.batch_indices(len(splits.a), 7, cfg.train.batch_size, 0)[0]
+  targets[bad_row] = np.nan  # poisons the loss of step 7 only
+  with pytest.raises(train.NonFiniteLoss, match="at step 7"):
+    fit(cfg, splits, sharding.make_mesh(1, 8, 1), str(tmp_path), targets=targets)
+  saved = checkpoint.TrainCheckpoints(str(tmp_path), 4, 2)
+  assert saved.latest_step() == 4  # the step-8 checkpoint was never written
+  saved.close()
+
+
+def test_fsdp_holds_one_eighth_of_params_and_optimizer_state_per_device(setup):
+  cfg, _ = setup
+  mesh = sharding.make_mesh(1, 8, 1)
+  tr = train.Trainer(model_config("tiny-3", 259), 2, mesh, sharding.DEFAULT_RULES)
+  tx, schedule = train.make_optimizer(cfg.train, 1e-3, 10)
+  _, init_fn, _ = tr.make_train_step(tx, schedule, train.losses.get("xent"), {}, 10)
+  state = init_fn(tr.init_params(0))
+  for part in ("params", "opt_state"):
+    total = sum(x.nbytes for x in jax.tree.leaves(state[part]))
+    per_device = sharding.per_device_bytes(state[part])
+    assert len(per_device) == 8
+    # Norm scales and biases are replicated: a little more than 1/8, far less than all.
+    assert max(per_device) < 1.1 * total / 8, (part, per_device, total)
+
+
+def run_main(*args):
+  return subprocess.run([sys.executable, "-m", "w2s_jax.main", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_dry_run_prints_memory_per_device_without_training():
+  proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--fake_devices=4",
+                  "--config.strong.size=gpt2", "--config.mesh.fsdp=4")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = dict(line.split("  ", 1) for line in proc.stdout.splitlines() if "  " in line)
+  params_gib = float(lines["parameters / device"].split()[0])
+  assert params_gib == pytest.approx(124_441_344 * 4 / 4 / 2 ** 30, rel=0.02)
+  assert float(lines["optimizer state / device"].split()[0]) == pytest.approx(2 * params_gib,
+                                                                              rel=0.02)
+  for key in ("temporaries / device", "peak estimate / device", "model FLOPs / step / device"):
+    assert key in lines
+  assert "cpu x4" in lines["devices"]
+  proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--topology=v9z:3x3x3x3")
+  assert proc.returncode != 0 and "--topology=v9z:3x3x3x3" in proc.stderr

@@ -1,0 +1,108 @@
+"""Will it fit? Compile the strong model's train step for the config's mesh without training.
+
+Lowers and compiles `train_step` on abstract inputs (no parameters are created) and prints per
+device: parameters, optimizer state, the compiled program's arguments, outputs and temporaries,
+and FLOPs per step. The mesh is the config's, over this machine's devices, over N fake CPU
+devices (--fake_devices), or over a TPU slice that jax describes on a CPU (--topology=v5e:4x4,
+with libtpu installed): compiling for a pod slice from a laptop.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from w2s_jax import config as config_lib, losses, sharding, train
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tokenizers import ByteTokenizer
+from w2s_jax.models import model_config, param_count
+
+GIB = 2 ** 30
+
+
+class DoesNotFit(RuntimeError):
+  """The compiler says the train step needs more memory than a device has."""
+
+
+def tpu_devices(topology: str):
+  try:
+    from jax.experimental import topologies  # noqa: PLC0415
+    return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+  except Exception as e:  # noqa: BLE001  (jax raises several kinds when libtpu is missing)
+    raise ValueError(f"--topology={topology}: jax cannot describe this TPU slice here ({e}); "
+                     "install libtpu (pip install -e '.[tpu]') and use a name like v5e:4x4") \
+        from None
+
+
+def _per_device_bytes(tree) -> int:
+  return sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(tree))
+
+
+def model_flops(mc, tokens: int, length: int, remat: str) -> float:
+  """Training FLOPs of the classifier per step: matmuls 2 N per token forward (N without the
+  embedding tables; the classification head reads one token), attention scores and values
+  4 L d_attn per token per layer, backward twice the forward, and one more forward under full
+  remat."""
+  d_attn = mc.n_heads * mc.dim_head
+  n = param_count(mc, num_classes=0) - mc.vocab_size * mc.d_model * (
+      1 if mc.tied_embeddings else 2) - (mc.max_len * mc.d_model if mc.pos_emb == "learned" else 0)
+  forward = tokens * (2 * n + 4 * mc.n_layers * length * d_attn)
+  return forward * (4 if remat == "full" else 3)
+
+
+def compile_train_step(cfg, devices=None):
+  """(compiled step, abstract state, model config) for the strong model of `cfg`."""
+  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
+  vocab = ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 0
+  mc = model_config(cfg.strong.size, vocab or 50257)
+  tr = train.Trainer(mc, cfg.num_classes or 2, mesh, sharding.check_rules(cfg.rules),
+                     dtype=cfg.train.dtype, remat=cfg.strong.remat)
+  tx, schedule = train.make_optimizer(cfg.train, train.learning_rate(cfg.train, mc), 1000)
+  loss = cfg.losses[0]
+  step_fn, init_fn, batch_shardings = tr.make_train_step(
+      tx, schedule, losses.get(loss), cfg.loss[loss].to_dict() if loss in cfg.loss else {}, 1000)
+  params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        tr.abstract_params(), tr.param_shardings)
+  state = jax.eval_shape(init_fn, params)
+  accum = cfg.train.batch_size // (cfg.train.micro_batch_size or cfg.train.batch_size)
+  micro = cfg.train.batch_size // accum
+  length = data_lib.bucket_length(cfg.max_len, cfg.train.buckets)
+  shapes = {"tokens": ((accum, micro, length), jnp.int32), "lengths": ((accum, micro), jnp.int32),
+            "targets": ((accum, micro, tr.num_classes), jnp.float32)}
+  batch = {k: jax.ShapeDtypeStruct(s, d, sharding=batch_shardings[k]) for k, (s, d) in
+           shapes.items()}
+  return step_fn.lower(state, batch).compile(), state, mc, mesh, (accum, micro, length)
+
+
+def report(cfg, topology: str = "") -> str:
+  devices = tpu_devices(topology) if topology else jax.devices()
+  config_lib.validate(cfg, len(devices), devices)
+  try:
+    compiled, state, mc, mesh, batch_shape = compile_train_step(cfg, devices)
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" in str(e):
+      raise DoesNotFit(str(e).splitlines()[0]) from None
+    raise
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  kind = topology or f"{jax.devices()[0].platform} x{len(mesh.devices.flat)}"
+  rows = [
+      ("model", f"{cfg.strong.size}: {param_count(mc):,} parameters, {cfg.train.dtype} compute"),
+      ("devices", f"{kind}; mesh {dict(mesh.shape)}"),
+      ("batch [accum, micro, length]", str(list(batch_shape))),
+      ("parameters / device", f"{_per_device_bytes(state['params']) / GIB:.3f} GiB"),
+      ("optimizer state / device", f"{_per_device_bytes(state['opt_state']) / GIB:.3f} GiB"),
+      ("program arguments / device", f"{mem.argument_size_in_bytes / GIB:.3f} GiB"),
+      ("program outputs / device", f"{mem.output_size_in_bytes / GIB:.3f} GiB "
+                                   f"(aliased with donated inputs: "
+                                   f"{mem.alias_size_in_bytes / GIB:.3f} GiB)"),
+      ("temporaries / device", f"{mem.temp_size_in_bytes / GIB:.3f} GiB"),
+      ("peak estimate / device", f"{(mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes + mem.temp_size_in_bytes) / GIB:.3f} GiB"),
+      ("model FLOPs / step / device", f"{model_flops(mc, math.prod(batch_shape), batch_shape[-1], cfg.strong.remat) / mesh.devices.size:.3e}"),
+      ("XLA cost analysis FLOPs", f"{cost.get('flops', float('nan')):.3e} (counts a scanned "
+                                  "layer once)"),
+  ]
+  width = max(len(k) for k, _ in rows)
+  return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
