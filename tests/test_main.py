@@ -34,7 +34,7 @@ def test_tiny_end_to_end_results(tiny_run):
   assert [(r["loss"], r["seed"]) for r in runs] == [("xent", 0), ("logconf", 0)]
   for r in runs:
     assert all(r[k] is not None for k in FIELDS), r
-    assert r["weak"] == "tiny-1" and r["strong"] == "tiny-2" and r["n_test"] == 1000
+    assert r["weak"] == "tiny-1" and r["strong"] == "tiny-llama-2" and r["n_test"] == 1000
     assert r["weak_acc"] < r["ceiling_acc"], r
     assert r["pgr"] == pytest.approx((r["student_acc"] - r["weak_acc"]) /
                                      (r["ceiling_acc"] - r["weak_acc"]))
@@ -58,7 +58,7 @@ def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny
   after = set(os.listdir(workdir / "stages"))
   new = after - set(before)
   assert len(new) == 1 and next(iter(new)).startswith("student-"), new
-  assert proc.stderr.count("cached") == 3 and "[student:tiny-2:kl:s0] done" in proc.stderr
+  assert proc.stderr.count("cached") == 3 and "[student:tiny-llama-2:kl:s0] done" in proc.stderr
   for d, mtime in before.items():
     assert os.stat(workdir / "stages" / d).st_mtime == mtime
   runs = json.load(open(workdir / "results.json"))["runs"]

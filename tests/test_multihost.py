@@ -45,7 +45,7 @@ def test_sigkill_at_a_random_moment_then_restart_gives_the_same_results(tmp_path
   rng = random.Random()
   seed = rng.randrange(10 ** 6)
   rng.seed(seed)
-  stage = rng.choice(["[gt:tiny-1", "[gt:tiny-2", "[student:"])
+  stage = rng.choice(["[gt:tiny-1", "[gt:tiny-llama-2", "[student:"])
   delay = rng.uniform(0.0, 1.5)
   proc = subprocess.Popen(main_cmd(tmp_path / "run", *extra), cwd=ROOT, env=env(2),
                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -64,11 +64,15 @@ def test_sigkill_at_a_random_moment_then_restart_gives_the_same_results(tmp_path
 
 
 def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
-  single = subprocess.run(main_cmd(tmp_path / "one"), cwd=ROOT, env=env(4),
+  # xent only: logconf's hard labels flip when an example's margin is within rounding of the
+  # batch threshold, and two collective implementations (in-process, gloo) round differently;
+  # its runs then diverge on any change of topology (BUILD_NOTES.md, "Cross-topology results").
+  losses = "--config.losses=('xent',)"
+  single = subprocess.run(main_cmd(tmp_path / "one", losses), cwd=ROOT, env=env(4),
                           capture_output=True, text=True, timeout=900)
   assert single.returncode == 0, single.stderr[-3000:]
   multi = subprocess.run(["bash", "launch/local.sh", "2", "2", "--config=configs/nlp.py:tiny",
-                          f"--workdir={tmp_path / 'two'}"], cwd=ROOT, env=env(2),
+                          f"--workdir={tmp_path / 'two'}", losses], cwd=ROOT, env=env(2),
                          capture_output=True, text=True, timeout=900)
   assert multi.returncode == 0, multi.stderr[-5000:]
   assert "process 0 of 2" in multi.stderr and "process 1 of 2" in multi.stderr

@@ -66,9 +66,10 @@ def main(argv):
   except config_lib.ConfigError as e:
     sys.exit(f"config error: {e}")
   if distributed.is_main():
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=1))
+    from etils import epath  # noqa: PLC0415  (local folders and gs:// buckets alike)
+    workdir = epath.Path(_WORKDIR.value)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=1))
   try:
     pipeline.run(cfg, _WORKDIR.value)
   except (DataError, FileNotFoundError) as e:

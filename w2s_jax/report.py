@@ -2,9 +2,9 @@
 import json
 import logging
 import math
-import os
 
 import numpy as np
+from etils import epath
 
 log = logging.getLogger("w2s_jax")
 
@@ -16,14 +16,14 @@ class MetricWriter:
   """Training metrics: a progress line on the console and one JSON line per log step."""
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = epath.Path(workdir) / "metrics.jsonl"
 
   def write(self, stage: str, metrics: dict, total_steps: int):
     step = metrics["step"]
     log.info("[%s] step %d/%d (%3.0f%%) loss %.4f acc %.3f lr %.2e %.0f ex/s", stage, step + 1,
              total_steps, 100 * (step + 1) / total_steps, metrics["loss"], metrics["accuracy"],
              metrics["lr"], metrics["examples_per_s"])
-    with open(self.path, "a") as f:
+    with self.path.open("a") as f:
       f.write(json.dumps({"stage": stage, **metrics}) + "\n")
 
 
@@ -40,17 +40,13 @@ def _clean(x):
 
 def write_results(workdir: str, runs: list[dict]) -> str:
   """Merge `runs` into WORKDIR/results.json by run id (a sweep may span several invocations)."""
-  path = os.path.join(workdir, "results.json")
+  path = epath.Path(workdir) / "results.json"
   rows = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      rows = {r["id"]: r for r in json.load(f)["runs"]}
+  if path.exists():
+    rows = {r["id"]: r for r in json.loads(path.read_text())["runs"]}
   rows.update({r["id"]: _clean(r) for r in runs})
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump({"runs": list(rows.values())}, f, indent=1)
-  os.replace(tmp, path)
-  return path
+  path.write_text(json.dumps({"runs": list(rows.values())}, indent=1))
+  return str(path)
 
 
 def summary_table(runs: list[dict]) -> str:
