@@ -1,0 +1,77 @@
+"""Train-step throughput of one model size on this machine's devices: prints a table.
+
+  python benchmarks/step_throughput.py --sizes gpt2,gpt2-medium --batch 32 --length 1024 \
+      --dtype bfloat16 [--remat full] [--steps 20]
+
+Random tokens of the given length (every row full), logconf loss, the default rules over all
+local devices (fsdp). Model TFLOP/s counts the model's FLOPs (w2s_jax.dry_run.model_flops), not
+the hardware's, so it compares across machines and implementations.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from w2s_jax import config as config_lib, dry_run, losses, sharding, train  # noqa: E402
+from w2s_jax.models import model_config, param_count  # noqa: E402
+
+
+def measure(size, batch, length, dtype, remat, steps):
+  cfg = config_lib.defaults()
+  cfg.train.batch_size = batch
+  mesh = sharding.make_mesh(1, -1, 1)
+  mc = model_config(size, 259)
+  tr = train.Trainer(mc, 2, mesh, sharding.DEFAULT_RULES, dtype=dtype, remat=remat)
+  tx, schedule = train.make_optimizer(cfg.train, 1e-5, 10_000)
+  step_fn, init_fn, shardings = tr.make_train_step(tx, schedule, losses.get("logconf"),
+                                                   cfg.loss.logconf.to_dict(), 10_000)
+  rng = np.random.default_rng(0)
+  batch_np = {"tokens": rng.integers(0, mc.vocab_size, (1, batch, length)).astype(np.int32),
+              "lengths": np.full((1, batch), length, np.int32),
+              "targets": np.tile(np.float32([[0.3, 0.7]]), (1, batch, 1))}
+  data = jax.device_put(batch_np, shardings)
+  t0 = time.time()
+  state = init_fn(tr.init_params(0))
+  state, m = step_fn(state, data)
+  jax.block_until_ready(m)
+  first = time.time() - t0
+  for _ in range(2):
+    state, m = step_fn(state, data)
+  jax.block_until_ready(m)
+  t0 = time.time()
+  for _ in range(steps):
+    state, m = step_fn(state, data)
+  jax.block_until_ready((state, m))
+  dt = (time.time() - t0) / steps
+  flops = dry_run.model_flops(mc, batch * length, length, remat)
+  return {"size": size, "params": param_count(mc), "ms": 1e3 * dt, "tokens_s": batch * length / dt,
+          "tflops": flops / dt / 1e12, "first_s": first, "loss": float(m["loss"])}
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--sizes", default="tiny-3,tiny-4")
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--length", type=int, default=128)
+  p.add_argument("--dtype", default="float32")
+  p.add_argument("--remat", default="none")
+  p.add_argument("--steps", type=int, default=20)
+  a = p.parse_args()
+  dev = jax.devices()
+  print(f"{len(dev)} x {dev[0].device_kind}; batch {a.batch} x {a.length}, {a.dtype}, "
+        f"remat {a.remat}")
+  print(f"{'model':>14} {'params':>13} {'ms/step':>9} {'tokens/s':>10} {'model TFLOP/s':>13} "
+        f"{'compile+1st s':>13}")
+  for size in a.sizes.split(","):
+    r = measure(size, a.batch, a.length, a.dtype, a.remat, a.steps)
+    print(f"{r['size']:>14} {r['params']:>13,} {r['ms']:9.1f} {r['tokens_s']:10.0f} "
+          f"{r['tflops']:13.1f} {r['first_s']:13.1f}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
