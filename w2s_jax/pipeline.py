@@ -16,7 +16,7 @@ import jax
 from w2s_jax import distributed, metrics, report, sharding, stages, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import get_tokenizer
-from w2s_jax.models import model_config
+from w2s_jax import models
 
 log = logging.getLogger("w2s_jax")
 
@@ -51,10 +51,26 @@ class Experiment:
 
   # ------------------------------------------------------------------------------ helpers
   def model_cfg(self, spec):
-    return model_config(spec.size, self.tokenizer.vocab_size)
+    mc = models.from_spec(spec, self.tokenizer.vocab_size)
+    if self.tokenizer.vocab_size > mc.vocab_size:
+      raise ValueError(f"tokenizer {self.cfg.tokenizer!r} has {self.tokenizer.vocab_size} ids, "
+                       f"more than the vocabulary of {spec.init} ({mc.vocab_size})")
+    return mc
+
+  def initial_params(self, spec, tr: train.Trainer, seed: int) -> dict:
+    module = models.checkpoint_module(spec.init)
+    if module is None:
+      return tr.init_params(seed)
+    return module.load_params(spec.init.split(":", 1)[1], tr.abstract_params(),
+                              tr.param_shardings)
+
+  @staticmethod
+  def checkpoint_fingerprint(init: str):
+    module = models.checkpoint_module(init)
+    return module.fingerprint(init.split(":", 1)[1]) if module else None
 
   def trainer(self, spec) -> train.Trainer:
-    k = (spec.size, spec.remat)
+    k = (spec.size, spec.init, spec.remat)
     if k not in self._trainers:
       self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
                                         self.rules, dtype=self.cfg.train.dtype, remat=spec.remat)
@@ -68,6 +84,7 @@ class Experiment:
     return {
         "kind": kind, "seed": seed, "num_classes": self.num_classes,
         "model": {"size": model.size, "init": model.init, **dataclasses.asdict(mc),
+                  "checkpoint": self.checkpoint_fingerprint(model.init),
                   "lr": train.learning_rate(self.cfg.train, mc, model.lr)},
         "train": {k: v for k, v in self.cfg.train.to_dict().items() if k not in NOT_HASHED},
         "tokenizer": self.cfg.tokenizer, **extra}
@@ -76,7 +93,7 @@ class Experiment:
     tr = self.trainer(model)
     label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
     t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
-    result = train.fit(tr, tr.init_params(seed), ds, targets, loss_name=loss,
+    result = train.fit(tr, self.initial_params(model, tr, seed), ds, targets, loss_name=loss,
                        loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"],
                        seed=seed, writer=self.writer, label=label,
                        ckpt_dir=self.store.ckpt_dir(kind, key))

@@ -4,6 +4,7 @@ Spec strings (config key `tokenizer`):
   "byte"                 bytes + 3 specials (pad 0, bos 1, eos 2), BOS prepended
   "file:PATH"            a tokenizer.json (or a folder holding one), offline
   "hf:ORG/NAME"          tokenizer.json of a Hub model (needs the Hub; real path on a pod)
+  "gguf:FILE|NAME"       the BPE tokenizer in a GGUF file's metadata (e.g. gguf:smollm2-135m)
 """
 import os
 
@@ -49,4 +50,7 @@ def get_tokenizer(spec: str):
     return HFTokenizer(Tokenizer.from_file(path))
   if spec.startswith("hf:"):
     return HFTokenizer(Tokenizer.from_pretrained(spec[len("hf:"):]))
-  raise ValueError(f"config.tokenizer: unknown spec {spec!r} (byte | file:PATH | hf:ORG/NAME)")
+  if spec.startswith("gguf:"):
+    from w2s_jax.models import gguf_checkpoint  # noqa: PLC0415
+    return HFTokenizer(gguf_checkpoint.tokenizer(spec[len("gguf:"):]))
+  raise ValueError(f"config.tokenizer: unknown spec {spec!r} (byte | file:PATH | hf:ORG/NAME | gguf:FILE)")
