@@ -140,3 +140,33 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path):
   cfg.strong.size = "tiny-2"  # the wrong shape for this checkpoint
   with pytest.raises(config_lib.ConfigError, match="does not have the shape of size 'tiny-2'"):
     config_lib.validate(cfg, jax.device_count())
+
+
+def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path):
+  """`python -m w2s_jax.export` on a stage of a finished run: transformers reproduces our
+  language-model logits, and the classifier head is saved beside."""
+  import importlib.util  # noqa: PLC0415
+  import os  # noqa: PLC0415
+
+  from w2s_jax import pipeline  # noqa: PLC0415
+  from w2s_jax.export import export_stage  # noqa: PLC0415
+  from w2s_jax.stages import StageStore  # noqa: PLC0415
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("nlp", os.path.join(root, "configs", "nlp.py"))
+  nlp = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(nlp)
+  cfg = nlp.get_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
+  rows = pipeline.run(cfg, str(tmp_path / "work"))
+  key = rows[0]["stage_keys"]["ceiling"]
+  mc = export_stage(str(tmp_path / "work" / "stages" / f"gt-{key}"), str(tmp_path / "out"))
+  tr = train.Trainer(mc, 2, sharding.make_mesh(1, 8, 1), sharding.DEFAULT_RULES)
+  params = StageStore(str(tmp_path / "work")).params("gt", key, tr.abstract_params(),
+                                                     tr.param_shardings)
+  model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()
+  tokens, _, mask = batch()
+  tokens = tokens % mc.vocab_size
+  assert_real_positions_close(hf_logits(model, tokens, mask), our_logits(tr, params, tokens), mask)
+  head = np.load(tmp_path / "out" / "classifier_head.npy")
+  np.testing.assert_allclose(head, np.asarray(params["cls_head"]))
