@@ -24,6 +24,7 @@ def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
       init="scratch",
       lr=lr,  # 0: the reference rule (train.lr up to train.large_model_params, else lr_large)
       remat="none",  # activation checkpointing per layer: none | full | dots
+      mode="full",  # full fine-tune | probe (frozen body: features once, only the head trains)
   ))
 
 
@@ -115,6 +116,7 @@ def _check_model(spec, key):
            "a checkpoint init)")
   _require(spec.lr >= 0, f"{key}.lr", "must be >= 0 (0: the reference rule)")
   _require(spec.remat in REMAT_POLICIES, f"{key}.remat", f"one of {sorted(REMAT_POLICIES)}")
+  _require(spec.mode in ("full", "probe"), f"{key}.mode", "full | probe")
   try:  # sizes that take their vocabulary from the tokenizer are compared by their body
     return param_count(from_spec(spec, vocab_size=1))
   except (ValueError, FileNotFoundError) as e:

@@ -83,22 +83,31 @@ class Experiment:
     mc = self.model_cfg(model)
     return {
         "kind": kind, "seed": seed, "num_classes": self.num_classes,
-        "model": {"size": model.size, "init": model.init, **dataclasses.asdict(mc),
+        "model": {"size": model.size, "init": model.init, "mode": model.mode,
+                  **dataclasses.asdict(mc),
                   "checkpoint": self.checkpoint_fingerprint(model.init),
                   "lr": train.learning_rate(self.cfg.train, mc, model.lr)},
         "train": {k: v for k, v in self.cfg.train.to_dict().items() if k not in NOT_HASHED},
         "tokenizer": self.cfg.tokenizer, **extra}
 
-  def _train_and_predict(self, kind, key, spec, model, seed, ds, targets, loss, eval_sets):
+  def _train_and_predict(self, kind, key, spec, model, seed, train_split, targets, loss,
+                         eval_splits):
+    """Train `model` on a split (by name: a, b, test) with soft `targets`; predict eval splits."""
     tr = self.trainer(model)
     label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
     t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
-    result = train.fit(tr, self.initial_params(model, tr, seed), ds, targets, loss_name=loss,
-                       loss_hp=self.loss_hp(loss), tcfg=self.cfg.train, lr=spec["model"]["lr"],
-                       seed=seed, writer=self.writer, label=label,
-                       ckpt_dir=self.store.ckpt_dir(kind, key))
-    arrays = {name: tr.predict(result.params, d, self.cfg.train.eval_batch_size,
-                               self.cfg.train.buckets) for name, d in eval_sets.items()}
+    fit_args = dict(loss_name=loss, loss_hp=self.loss_hp(loss), tcfg=self.cfg.train,
+                    lr=spec["model"]["lr"], seed=seed, writer=self.writer, label=label)
+    if model.mode == "probe":  # the body is frozen: its features were computed once
+      features = self.store.arrays("features", spec["features"])
+      result = train.fit_probe(features[train_split], targets, **fit_args)
+      arrays = {name: train.probe_predict(result.params, features[name]) for name in eval_splits}
+    else:
+      result = train.fit(tr, self.initial_params(model, tr, seed), getattr(
+          self.splits, train_split), targets, ckpt_dir=self.store.ckpt_dir(kind, key), **fit_args)
+      arrays = {name: tr.predict(result.params, getattr(self.splits, name),
+                                 self.cfg.train.eval_batch_size, self.cfg.train.buckets)
+                for name in eval_splits}
     test = self.splits.test.labels
     m = {"test_acc": metrics.accuracy(arrays["test"], test),
          "test_auroc": metrics.auroc(arrays["test"], test), "steps": result.steps,
@@ -110,25 +119,48 @@ class Experiment:
     log.info("[%s] done: test acc %.4f in %.1fs, %d programs compiled (%d train steps) (stage %s)",
              label, m["test_acc"], m["seconds"], m["compiles"]["all"], m["compiles"]["train"], key)
 
+  def stage_features(self, model, seed) -> str:
+    """Last-token features of the (untrained) model on every split, for linear probes: one
+    forward pass serves every probe of this model."""
+    spec = self._spec("features", model, seed, data=self.data_keys)
+    del spec["train"]  # no training happens here
+    del spec["model"]["lr"], spec["model"]["mode"]
+    if model.init != "scratch":
+      spec["seed"] = None  # a checkpoint's features do not depend on the seed
+    key = stages.stage_key(spec)
+    if not self.store.done("features", key):
+      tr = self.trainer(model)
+      params = self.initial_params(model, tr, seed)
+      arrays = {name: tr.predict(params, getattr(self.splits, name),
+                                 self.cfg.train.eval_batch_size, self.cfg.train.buckets,
+                                 what="features") for name in ("a", "b", "test")}
+      self.store.save("features", key, spec, arrays=arrays, metrics={"seconds": 0.0})
+    return key
+
+  def _model_spec(self, kind, model, seed, **extra) -> dict:
+    """_spec, plus the features stage a probe reads (so the probe's key depends on it)."""
+    if model.mode == "probe":
+      extra["features"] = self.stage_features(model, seed)
+    return self._spec(kind, model, seed, **extra)
+
   # ------------------------------------------------------------------------------- stages
   def stage_gt(self, model, seed) -> str:
     """Model trained on A's ground truth; predictions on test and B. Returns the stage key."""
-    spec = self._spec("gt", model, seed, loss="xent",
+    spec = self._model_spec("gt", model, seed, loss="xent",
                       data={"train": self.data_keys["a"], "eval": [self.data_keys["test"],
                                                                    self.data_keys["b"]]})
     key = stages.stage_key(spec)
     if self.store.done("gt", key):
       log.info("[gt:%s:s%d] cached (stage %s)", model.size, seed, key)
     else:
-      a = self.splits.a
-      self._train_and_predict("gt", key, spec, model, seed, a,
-                              data_lib.one_hot(a.labels, self.num_classes), "xent",
-                              {"test": self.splits.test, "b": self.splits.b})
+      self._train_and_predict("gt", key, spec, model, seed, "a",
+                              data_lib.one_hot(self.splits.a.labels, self.num_classes), "xent",
+                              ["test", "b"])
     return key
 
   def stage_student(self, weak_key, model, loss, seed) -> str:
     """Strong model trained on B's weak labels (the weak gt stage's soft predictions)."""
-    spec = self._spec("student", model, seed, loss=loss,
+    spec = self._model_spec("student", model, seed, loss=loss,
                       loss_hp=self.loss_hp(loss), weak_labels=weak_key,
                       data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]})
     key = stages.stage_key(spec)
@@ -136,8 +168,8 @@ class Experiment:
       log.info("[student:%s:%s:s%d] cached (stage %s)", model.size, loss, seed, key)
     else:
       weak_labels = self.store.arrays("gt", weak_key)["b"]
-      self._train_and_predict("student", key, spec, model, seed, self.splits.b, weak_labels,
-                              loss, {"test": self.splits.test})
+      self._train_and_predict("student", key, spec, model, seed, "b", weak_labels, loss,
+                              ["test"])
     return key
 
 

@@ -42,6 +42,9 @@ class StageStore:
   def save(self, kind: str, key: str, spec: dict, *, params=None, arrays=None, metrics=None):
     """Write a finished stage (every process calls this: orbax saves are collective)."""
     path = self.path(kind, key)
+    if distributed.is_main():
+      path.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(f"stage {kind}-{key} folder")
     if params is not None:
       with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(path / "params", params, force=True)

@@ -71,9 +71,10 @@ class Trainer:
     self.batch_axes = sharding.batch_spec(rules, mesh, 1)[0]
     self.replicated = NamedSharding(mesh, P())
     self.traces = {"train": 0, "predict": 0}  # Python side effect: counts compilations
-    self._predict = jax.jit(self._predict_fn, in_shardings=(
-        self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
-        out_shardings=self._batch_sharding(1))
+    self._predict = {what: jax.jit(
+        lambda p, t, n, what=what: self._predict_fn(p, t, n, what), in_shardings=(
+            self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
+        out_shardings=self._batch_sharding(1)) for what in ("probs", "features")}
 
   def _batch_sharding(self, extra_dims: int, lead: int = 0):
     return NamedSharding(self.mesh, P(*([None] * lead), self.batch_axes, *([None] * extra_dims)))
@@ -102,13 +103,18 @@ class Trainer:
     return self.merge(params)(tokens, lengths, self.act_sharding())
 
   # ------------------------------------------------------------------------------ predict
-  def _predict_fn(self, params, tokens, lengths):
+  def _predict_fn(self, params, tokens, lengths, what):
     self.traces["predict"] += 1
+    if what == "features":
+      return self.merge(params).features(tokens, lengths, self.act_sharding())
     return jax.nn.softmax(self.logits(params, tokens, lengths), -1)
 
-  def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets) -> np.ndarray:
-    """Class probabilities [N, C] for every row of `ds`, in order, on every process."""
-    out = np.zeros((len(ds), self.num_classes), np.float32)
+  def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets,
+              what: str = "probs") -> np.ndarray:
+    """For every row of `ds`, in order, on every process: class probabilities [N, C], or with
+    what="features" the last real token's hidden state [N, d] (what a linear probe reads)."""
+    width = self.model_cfg.d_model if what == "features" else self.num_classes
+    out = np.zeros((len(ds), width), np.float32)
     tokens_sharding, lengths_sharding = self._batch_sharding(1), self._batch_sharding(0)
     rows = sharding.local_rows(lengths_sharding, (batch_size,), 0)
     for idx, batch in data_lib.eval_batches(ds, batch_size, buckets):
@@ -116,7 +122,7 @@ class Trainer:
           tokens_sharding, batch["tokens"][rows], batch["tokens"].shape)
       lengths = jax.make_array_from_process_local_data(
           lengths_sharding, batch["lengths"][rows], batch["lengths"].shape)
-      out[idx] = sharding.host_array(self._predict(params, tokens, lengths))[:len(idx)]
+      out[idx] = sharding.host_array(self._predict[what](params, tokens, lengths))[:len(idx)]
     return out
 
   # ------------------------------------------------------------------------------- train
@@ -266,3 +272,50 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
       ckpt.close()
   params = jax.block_until_ready(state["params"])
   return FitResult(params, history, total, time.time() - t0, start)
+
+
+def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss_hp: dict, tcfg,
+              lr: float, seed: int, writer=None, label: str = "") -> FitResult:
+  """A linear probe: only the classification head trains, on fixed features [N, d] (computed
+  once by `Trainer.predict(..., what="features")`), with the same losses, optimizer, schedule
+  and batch order as full fine-tuning. Returns {"cls_head": [d, C]}."""
+  n, d = features.shape
+  per_epoch = data_lib.steps_per_epoch(n, tcfg.batch_size)
+  if per_epoch == 0:
+    raise ValueError(f"{label}: {n} examples is less than one batch of "
+                     f"config.train.batch_size={tcfg.batch_size}")
+  total = max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+  tx, schedule = make_optimizer(tcfg, lr, total)
+  loss = losses.get(loss_name)
+
+  @jax.jit
+  def step(state, x, y):
+    def loss_fn(p):
+      logits = x @ p["cls_head"]
+      return loss(logits, y, state["step"].astype(jnp.float32) / total, **loss_hp), logits
+    (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state}
+    return new, {"loss": value, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads),
+                 "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
+
+  params = {"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)}
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+  history, t0 = [], time.time()
+  for i in range(total):
+    idx = data_lib.batch_indices(n, i, tcfg.batch_size, seed)
+    state, m = step(state, features[idx], targets[idx].astype(np.float32))
+    if i % tcfg.log_every == 0 or i == total - 1:
+      m = {k: float(v) for k, v in jax.device_get(m).items()}
+      if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+        raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} at step {i}")
+      m.update(step=i, examples_per_s=float("nan"))
+      history.append(m)
+      if writer:
+        writer.write(label, m, total)
+  return FitResult(jax.device_get(state["params"]), history, total, time.time() - t0, 0)
+
+
+def probe_predict(params: dict, features: np.ndarray) -> np.ndarray:
+  return np.asarray(jax.nn.softmax(features @ params["cls_head"], -1))

@@ -1,0 +1,55 @@
+"""Linear probes: the body's features are computed once per model and shared by every probe."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+from w2s_jax import config as config_lib, pipeline, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(**kw):
+  spec = importlib.util.spec_from_file_location("nlp", os.path.join(ROOT, "configs", "nlp.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cfg = module.get_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 256, 2.0
+  for k, v in kw.items():
+    setattr(cfg, k, v) if "." not in k else setattr(cfg[k.split(".")[0]], k.split(".")[1], v)
+  return cfg
+
+
+def test_probe_students_share_one_forward_pass(tmp_path):
+  cfg = tiny(losses=("xent", "logconf"))
+  cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
+  config_lib.validate(cfg, 8)
+  rows = pipeline.run(cfg, str(tmp_path))
+  stage_dirs = sorted(os.listdir(tmp_path / "stages"))
+  assert [d.split("-")[0] for d in stage_dirs].count("features") == 1
+  features_key = next(d for d in stage_dirs if d.startswith("features")).split("-", 1)[1]
+  for key in (rows[0]["stage_keys"]["ceiling"], rows[0]["stage_keys"]["student"],
+              rows[1]["stage_keys"]["student"]):
+    kind = "gt" if key == rows[0]["stage_keys"]["ceiling"] else "student"
+    spec = json.loads((tmp_path / "stages" / f"{kind}-{key}" / "spec.json").read_text())
+    assert spec["features"] == features_key and spec["model"]["mode"] == "probe"
+    metrics = json.loads((tmp_path / "stages" / f"{kind}-{key}" / "metrics.json").read_text())
+    assert metrics["compiles"]["train"] == 0 and metrics["compiles"]["predict"] == 0
+  # A new probe loss adds one stage and no forward pass.
+  cfg.losses = ("xent", "logconf", "entropy")
+  pipeline.run(cfg, str(tmp_path))
+  assert len(os.listdir(tmp_path / "stages")) == len(stage_dirs) + 1
+
+
+def test_fit_probe_learns_a_linear_rule():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(512, 8)).astype(np.float32)
+  y = (x[:, 0] - x[:, 3] > 0).astype(int)
+  cfg = config_lib.defaults()
+  cfg.train.epochs = 20.0
+  result = train.fit_probe(x, np.eye(2, dtype=np.float32)[y], loss_name="xent", loss_hp={},
+                           tcfg=cfg.train, lr=0.05, seed=0)
+  probs = train.probe_predict(result.params, x)
+  assert (probs.argmax(1) == y).mean() > 0.95
+  assert result.params["cls_head"].shape == (8, 2)
