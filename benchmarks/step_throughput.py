@@ -10,7 +10,6 @@ the hardware's, so it compares across machines and implementations.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,6 +18,9 @@ import numpy as np  # noqa: E402
 
 from w2s_jax import config as config_lib, dry_run, losses, sharding, train  # noqa: E402
 from w2s_jax.models import model_config, param_count  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import time_train_step  # noqa: E402
 
 
 def measure(size, batch, length, dtype, remat, steps):
@@ -35,22 +37,10 @@ def measure(size, batch, length, dtype, remat, steps):
               "lengths": np.full((1, batch), length, np.int32),
               "targets": np.tile(np.float32([[0.3, 0.7]]), (1, batch, 1))}
   data = jax.device_put(batch_np, shardings)
-  t0 = time.time()
-  state = init_fn(tr.init_params(0))
-  state, m = step_fn(state, data)
-  jax.block_until_ready(m)
-  first = time.time() - t0
-  for _ in range(2):
-    state, m = step_fn(state, data)
-  jax.block_until_ready(m)
-  t0 = time.time()
-  for _ in range(steps):
-    state, m = step_fn(state, data)
-  jax.block_until_ready((state, m))
-  dt = (time.time() - t0) / steps
+  first, dt = time_train_step(step_fn, init_fn(tr.init_params(0)), data, steps)
   flops = dry_run.model_flops(mc, batch * length, length, remat)
   return {"size": size, "params": param_count(mc), "ms": 1e3 * dt, "tokens_s": batch * length / dt,
-          "tflops": flops / dt / 1e12, "first_s": first, "loss": float(m["loss"])}
+          "tflops": flops / dt / 1e12, "first_s": first}
 
 
 def main():

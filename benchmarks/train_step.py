@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,6 +18,8 @@ def worker(n_devices: int, steps: int, sizes):
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
   sys.path.insert(0, ROOT)
   import importlib.util  # noqa: PLC0415
+
+  from timing import time_train_step  # noqa: PLC0415
 
   import jax  # noqa: PLC0415
   from w2s_jax import losses, sharding, train  # noqa: PLC0415
@@ -39,24 +40,12 @@ def worker(n_devices: int, steps: int, sizes):
     mc = model_config(size, tok.vocab_size)
     tr = train.Trainer(mc, 2, mesh, sharding.check_rules(cfg.rules))
     tx, schedule = train.make_optimizer(cfg.train, cfg.train.lr, 10_000)
-    t0 = time.time()
     step_fn, init_fn, shardings = tr.make_train_step(tx, schedule, losses.get("logconf"),
                                                      cfg.loss.logconf.to_dict(), 10_000)
     batch = data_lib.train_batch(splits.a, targets, 0, batch_size=cfg.train.batch_size, accum=1,
                                  seed=0, buckets=(cfg.train.buckets[-1],))
     batch = jax.device_put(batch, shardings)
-    state = init_fn(tr.init_params(0))
-    state, m = step_fn(state, batch)
-    jax.block_until_ready(m)
-    compile_s = time.time() - t0
-    for _ in range(3):
-      state, m = step_fn(state, batch)
-    jax.block_until_ready(m)
-    t0 = time.time()
-    for _ in range(steps):
-      state, m = step_fn(state, batch)
-    jax.block_until_ready((state, m))
-    dt = (time.time() - t0) / steps
+    compile_s, dt = time_train_step(step_fn, init_fn(tr.init_params(0)), batch, steps)
     rows.append({"model": size, "params": param_count(mc), "devices": n_devices,
                  "batch": list(batch["tokens"].shape), "ms_per_step": 1e3 * dt,
                  "examples_per_s": cfg.train.batch_size / dt, "first_step_s": compile_s})

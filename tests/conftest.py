@@ -13,3 +13,18 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session", autouse=True)
 def eight_devices():
   assert jax.device_count() == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set too late?)"
+
+
+@pytest.fixture(scope="session")
+def small_task():
+  """A small synthetic task and a config for fast training tests: (cfg, splits)."""
+  from w2s_jax import config as config_lib  # noqa: PLC0415
+  from w2s_jax.data import dataset as data_lib  # noqa: PLC0415
+  from w2s_jax.data.tokenizers import ByteTokenizer  # noqa: PLC0415
+  cfg = config_lib.defaults()
+  cfg.task.n_train, cfg.task.n_test = 600, 64
+  cfg.max_len = 32
+  cfg.train.buckets = (16, 32)
+  cfg.train.lr = 1e-3
+  cfg.train.log_every = 1
+  return cfg, data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)

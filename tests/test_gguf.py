@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import transformers
 
 from w2s_jax import sharding, train
 from w2s_jax.data.tokenizers import get_tokenizer

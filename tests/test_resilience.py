@@ -9,25 +9,20 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, config as config_lib, sharding, train
+from w2s_jax import checkpoint, sharding, train
 from w2s_jax.data import dataset as data_lib
-from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import model_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def setup():
-  cfg = config_lib.defaults()
-  cfg.task.n_train, cfg.task.n_test = 600, 64
-  cfg.max_len = 32
-  cfg.train.buckets = (16, 32)
-  cfg.train.lr = 1e-3
-  cfg.train.log_every = 1
+def setup(small_task):
+  cfg, splits = small_task
+  cfg = cfg.copy_and_resolve_references()
   cfg.train.checkpoint_every = 4
-  cfg.train.epochs = 12 / data_lib.steps_per_epoch(300, 32)  # 12 steps
-  return cfg, data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)
+  cfg.train.epochs = 12 / data_lib.steps_per_epoch(len(splits.a), 32)  # 12 steps
+  return cfg, splits
 
 
 def fit(cfg, splits, mesh, ckpt_dir="", targets=None, **kw):

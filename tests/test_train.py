@@ -6,20 +6,12 @@ import pytest
 
 from w2s_jax import config as config_lib, sharding, train
 from w2s_jax.data import dataset as data_lib
-from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import model_config
 
 
 @pytest.fixture(scope="module")
-def setup():
-  cfg = config_lib.defaults()
-  cfg.task.n_train, cfg.task.n_test = 600, 64
-  cfg.max_len = 32
-  cfg.train.buckets = (16, 32)
-  cfg.train.lr = 1e-3
-  cfg.train.log_every = 1
-  splits = data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)
-  return cfg, splits
+def setup(small_task):
+  return small_task
 
 
 def run_fit(cfg, splits, mesh, *, size="tiny-2", loss="xent", steps=5, seed=0, trainer=None):
