@@ -38,13 +38,14 @@ def defaults() -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict(dict(
       name="synthetic",  # a key of w2s_jax.data.tasks.TASKS
       train_file="", test_file="",  # jsonl, or data files for a local `hf` builder
-      hf_path="", hf_name="", train_split="train", test_split="test",
+      hf_path="", hf_name="", hf_revision="", train_split="train", test_split="test",
       text_field="text", label_field="label",
       labels=("0", "1"),  # label names for jsonl / hf (rows may use the index or the name)
       n_train=0, n_test=0,  # 0: all
       test_frac=0.2,  # share of train held out when the task has no test split
       balance=False,  # downsample to equal class counts
       synthetic_seed=0, negation_rate=0.3, synthetic_items=9,
+      format_seed=0,  # formatters' randomness (which wrong answer pairs with a question)
   ))
   c.weak = model_spec("tiny-1")
   c.strong = model_spec("tiny-2")

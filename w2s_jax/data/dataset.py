@@ -74,6 +74,9 @@ def balance(ds: Dataset, rng) -> Dataset:
 
 def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
   task = tasks.get(task_cfg.name)
+  if task.kind != "classification":
+    raise ValueError(f"config.task.name: {task_cfg.name!r} is a {task.kind} task; the "
+                     "classification pipeline cannot train on it")
   labels = task.labels(task_cfg)
   raw = task.load(task_cfg)
   rng = np.random.default_rng(data_seed)

@@ -20,6 +20,7 @@ class Task(NamedTuple):
   load: Callable
   format: Callable
   labels: Callable
+  kind: str = "classification"  # or "pairwise": (text_a, text_b) rows for reward models
 
 
 def _label_index(value, labels, where):
@@ -84,7 +85,8 @@ def load_hf(cfg):
 
   def split(name, data_file):
     kwargs = {"data_files": {name: data_file}} if data_file else {}
-    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name or None, split=name, **kwargs)
+    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name or None, split=name,
+                               revision=cfg.hf_revision or None, **kwargs)
     return [dict(row, _where=f"{cfg.hf_path}[{name}] row {i}") for i, row in enumerate(ds)]
 
   out = {"train": split(cfg.train_split, cfg.train_file)}
@@ -136,6 +138,11 @@ TASKS = {
     "jsonl": Task(load_jsonl, _text_label, lambda cfg: tuple(cfg.labels)),
     "hf": Task(load_hf, _text_label, lambda cfg: tuple(cfg.labels)),
 }
+
+
+from w2s_jax.data.nlp_tasks import PAPER_TASKS  # noqa: E402  (they use the helpers above)
+
+TASKS.update(PAPER_TASKS)
 
 
 def get(name: str) -> Task:
