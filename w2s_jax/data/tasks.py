@@ -140,9 +140,11 @@ TASKS = {
 }
 
 
-from w2s_jax.data.nlp_tasks import PAPER_TASKS  # noqa: E402  (they use the helpers above)
+from w2s_jax.data.bigbench import BIGBENCH_TASKS  # noqa: E402  (they use the helpers above)
+from w2s_jax.data.nlp_tasks import PAPER_TASKS  # noqa: E402
 
 TASKS.update(PAPER_TASKS)
+TASKS.update(BIGBENCH_TASKS)
 
 
 def get(name: str) -> Task:

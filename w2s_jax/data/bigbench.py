@@ -1,0 +1,118 @@
+"""Real tasks with no Hub: BIG-bench task files from the `bigbench==1.0.0` sdist on PyPI.
+
+The sdist (358 MB) is fetched once with `pip download --no-deps`, checked against its pinned
+sha256, and the task files below are streamed out of it into ~/.cache/w2s_jax/bigbench (W2S_CACHE);
+the sdist is then deleted. W2S_BIGBENCH_SDIST points at a local copy instead (not checked).
+Each task becomes binary and balanced like the paper's tasks; BIG-bench has no test split, so
+`task.test_frac` of the rows are held out.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+from w2s_jax.data.nlp_tasks import choice_pair
+from w2s_jax.data.tasks import DataError, Task
+
+SDIST = "bigbench-1.0.0.tar.gz"
+SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en",
+           "vitaminc_fact_verification", "social_iqa", "timedial")
+
+
+def cache_dir() -> str:
+  return os.path.join(os.environ.get("W2S_CACHE", os.path.join(os.path.expanduser("~"),
+                                                               ".cache", "w2s_jax")), "bigbench")
+
+
+def _extract(sdist: str, folder: str) -> None:
+  with tarfile.open(sdist, "r:gz") as t:
+    for m in t:
+      rel = m.name.split("/benchmark_tasks/")[-1]
+      if rel.endswith("/task.json") and rel[:-len("/task.json")] in MEMBERS:
+        out = os.path.join(folder, rel[:-len("/task.json")].replace("/", "__") + ".json")
+        with open(out + f".tmp{os.getpid()}", "wb") as f:
+          f.write(t.extractfile(m).read())
+        os.replace(out + f".tmp{os.getpid()}", out)
+
+
+def task_file(name: str) -> str:
+  """The cached task.json of BIG-bench task `name` (fetching and extracting on first use)."""
+  folder = cache_dir()
+  path = os.path.join(folder, name.replace("/", "__") + ".json")
+  if os.path.exists(path):
+    return path
+  os.makedirs(folder, exist_ok=True)
+  local = os.environ.get("W2S_BIGBENCH_SDIST")
+  if local:
+    _extract(local, folder)
+  else:
+    download = os.path.join(folder, f"download.{os.getpid()}")
+    try:
+      subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
+                      "bigbench==1.0.0"], check=True)
+      sdist = os.path.join(download, SDIST)
+      h = hashlib.sha256()
+      with open(sdist, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+          h.update(block)
+      if h.hexdigest() != SHA256:
+        raise ValueError(f"{SDIST}: sha256 {h.hexdigest()} is not the pinned {SHA256}")
+      _extract(sdist, folder)
+    finally:
+      shutil.rmtree(download, ignore_errors=True)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"BIG-bench task {name!r} is not in the sdist")
+  return path
+
+
+def loader(name: str, keep=None):
+  def load(cfg):
+    with open(task_file(name)) as f:
+      examples = json.load(f)["examples"]
+    rows = [dict(e, _where=f"bigbench/{name} example {i}") for i, e in enumerate(examples)]
+    return {"train": [r for r in rows if keep is None or keep(r)]}
+  return load
+
+
+def _scores(r):
+  if not isinstance(r.get("target_scores"), dict) or "input" not in r:
+    raise DataError(f"{r.get('_where', '?')}: expected 'input' and 'target_scores'")
+  return r["target_scores"]
+
+
+def _best(r):
+  return max(_scores(r), key=_scores(r).get)
+
+
+def yes_no(positive):
+  """A two-choice task; label 1 when the `positive` choice is the right one."""
+  return lambda r, cfg, labels: (r["input"].strip(), int(_best(r) == positive))
+
+
+def keep_choices(*choices):
+  return lambda r: _best(r) in choices
+
+
+def f_multiple_choice(r, cfg, labels):
+  answers = list(_scores(r))
+  return choice_pair(r, cfg, f"Question: {r['input'].strip()}", answers,
+                     answers.index(_best(r)))
+
+
+BINARY = ("false", "true")
+BIGBENCH_TASKS = {
+    "bigbench-strategyqa": Task(loader("strategyqa"), yes_no("Yes"), lambda c: BINARY),
+    "bigbench-sports_understanding": Task(loader("sports_understanding"), yes_no("plausible"),
+                                          lambda c: BINARY),
+    "bigbench-multiemo": Task(loader("multiemo/all_text_en", keep_choices("positive",
+                                                                         "negative")),
+                              yes_no("positive"), lambda c: BINARY),
+    "bigbench-vitaminc": Task(loader("vitaminc_fact_verification", keep_choices("True", "False")),
+                              yes_no("True"), lambda c: BINARY),
+    "bigbench-social_iqa": Task(loader("social_iqa"), f_multiple_choice, lambda c: BINARY),
+    "bigbench-timedial": Task(loader("timedial"), f_multiple_choice, lambda c: BINARY),
+}
