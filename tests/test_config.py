@@ -17,8 +17,17 @@ def load(variant="tiny"):
 
 
 def test_shipped_configs_validate():
-  for variant in ("tiny", "jsonl"):
+  for variant in ("tiny", "jsonl", "offline"):  # offline reads SmolLM2's GGUF (cached once)
     config_lib.validate(load(variant), 8)
+
+
+@pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen"])
+def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant):
+  cfg = load(variant)
+  assert cfg.weak.init.startswith("hf:") and cfg.strong.init.startswith("hf:")
+  assert cfg.task.name == "sciq" and len(cfg.seeds) == 3 and cfg.train.dtype == "bfloat16"
+  with pytest.raises(config_lib.ConfigError, match="'weak.init'.*not downloadable"):
+    config_lib.validate(cfg, 8)  # HF_HUB_OFFLINE=1 in the tests: no Hub here
 
 
 @pytest.mark.parametrize("mutate,message", [

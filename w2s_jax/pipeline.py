@@ -94,7 +94,8 @@ class Experiment:
                          eval_splits):
     """Train `model` on a split (by name: a, b, test) with soft `targets`; predict eval splits."""
     tr = self.trainer(model)
-    label = f"{kind}:{model.size}" + (f":{loss}" if kind == "student" else "") + f":s{seed}"
+    label = f"{kind}:{models.display_name(model)}" + (
+        f":{loss}" if kind == "student" else "") + f":s{seed}"
     t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
     fit_args = dict(loss_name=loss, loss_hp=self.loss_hp(loss), tcfg=self.cfg.train,
                     lr=spec["model"]["lr"], seed=seed, writer=self.writer, label=label)
@@ -151,7 +152,7 @@ class Experiment:
                                                                    self.data_keys["b"]]})
     key = stages.stage_key(spec)
     if self.store.done("gt", key):
-      log.info("[gt:%s:s%d] cached (stage %s)", model.size, seed, key)
+      log.info("[gt:%s:s%d] cached (stage %s)", models.display_name(model), seed, key)
     else:
       self._train_and_predict("gt", key, spec, model, seed, "a",
                               data_lib.one_hot(self.splits.a.labels, self.num_classes), "xent",
@@ -165,7 +166,8 @@ class Experiment:
                       data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]})
     key = stages.stage_key(spec)
     if self.store.done("student", key):
-      log.info("[student:%s:%s:s%d] cached (stage %s)", model.size, loss, seed, key)
+      log.info("[student:%s:%s:s%d] cached (stage %s)", models.display_name(model), loss, seed,
+               key)
     else:
       weak_labels = self.store.arrays("gt", weak_key)["b"]
       self._train_and_predict("student", key, spec, model, seed, "b", weak_labels, loss,
@@ -178,6 +180,7 @@ def run(cfg, workdir: str) -> list[dict]:
   compiles = COMPILES["n"]
   exp = Experiment(cfg, workdir)
   test_labels = exp.splits.test.labels
+  weak, strong = models.display_name(cfg.weak), models.display_name(cfg.strong)
   rows = []
   for seed in cfg.seeds:
     weak_key = exp.stage_gt(cfg.weak, seed)
@@ -190,10 +193,10 @@ def run(cfg, workdir: str) -> list[dict]:
       scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
                                  samples=cfg.bootstrap_samples, seed=seed)
       rows.append({
-          "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], cfg.weak.size,
-                                          cfg.strong.size, loss, seed)),
-          "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": cfg.weak.size,
-          "strong": cfg.strong.size, "loss": loss, "seed": seed, **scores,
+          "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], weak, strong,
+                                          loss, seed)),
+          "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": weak,
+          "strong": strong, "loss": loss, "seed": seed, **scores,
           "stage_keys": {"weak": weak_key, "ceiling": ceiling_key, "student": student_key},
           "seconds": {name: exp.store.metrics(kind, key)["seconds"] for name, kind, key in (
               ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),

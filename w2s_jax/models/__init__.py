@@ -28,3 +28,10 @@ def from_spec(spec, vocab_size: int) -> ModelConfig:
     raise ValueError(f"checkpoint {spec.init} does not have the shape of size {spec.size!r}; "
                      "use size 'auto' to take it from the checkpoint")
   return mc
+
+
+def display_name(spec) -> str:
+  """How results and logs name a model: its size, or its checkpoint when the size is "auto"."""
+  if spec.size != "auto":
+    return spec.size
+  return spec.init.split(":", 1)[1].rstrip("/").split("/")[-1]
