@@ -5,7 +5,7 @@ unknown keys, wrong types and impossible values with an error that names the key
 """
 import ml_collections
 
-from w2s_jax import losses, sharding
+from w2s_jax import lora as lora_lib, losses, sharding
 from w2s_jax.data import tasks
 from w2s_jax.models import CHECKPOINT_KINDS, SIZES, from_spec, param_count
 from w2s_jax.models.transformer import REMAT_POLICIES
@@ -25,6 +25,9 @@ def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
       lr=lr,  # 0: the reference rule (train.lr up to train.large_model_params, else lr_large)
       remat="none",  # activation checkpointing per layer: none | full | dots
       mode="full",  # full fine-tune | probe (frozen body: features once, only the head trains)
+      lora_rank=0,  # > 0 with mode full: LoRA adapters of this rank; only they and the head train
+      lora_alpha=16.0,
+      lora_targets=("wq", "wv"),  # among wq wk wv wo w_in w_gate w_out
   ))
 
 
@@ -118,6 +121,11 @@ def _check_model(spec, key):
   _require(spec.lr >= 0, f"{key}.lr", "must be >= 0 (0: the reference rule)")
   _require(spec.remat in REMAT_POLICIES, f"{key}.remat", f"one of {sorted(REMAT_POLICIES)}")
   _require(spec.mode in ("full", "probe"), f"{key}.mode", "full | probe")
+  _require(spec.lora_rank >= 0, f"{key}.lora_rank", "must be >= 0 (0: no LoRA)")
+  _require(not (spec.lora_rank and spec.mode == "probe"), f"{key}.lora_rank",
+           "LoRA and a linear probe exclude each other")
+  _require(spec.lora_targets and set(spec.lora_targets) <= set(lora_lib.IN_DIMS),
+           f"{key}.lora_targets", f"a non-empty subset of {sorted(lora_lib.IN_DIMS)}")
   try:  # sizes that take their vocabulary from the tokenizer are compared by their body
     return param_count(from_spec(spec, vocab_size=1))
   except (ValueError, FileNotFoundError) as e:

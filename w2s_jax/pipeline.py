@@ -70,10 +70,12 @@ class Experiment:
     return module.fingerprint(init.split(":", 1)[1]) if module else None
 
   def trainer(self, spec) -> train.Trainer:
-    k = (spec.size, spec.init, spec.remat)
+    lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
+    k = (spec.size, spec.init, spec.remat, lora)
     if k not in self._trainers:
       self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
-                                        self.rules, dtype=self.cfg.train.dtype, remat=spec.remat)
+                                        self.rules, dtype=self.cfg.train.dtype, remat=spec.remat,
+                                        lora=lora)
     return self._trainers[k]
 
   def loss_hp(self, loss: str) -> dict:
@@ -84,6 +86,8 @@ class Experiment:
     return {
         "kind": kind, "seed": seed, "num_classes": self.num_classes,
         "model": {"size": model.size, "init": model.init, "mode": model.mode,
+                  "lora": [model.lora_rank, model.lora_alpha, list(model.lora_targets)]
+                  if model.lora_rank else None,
                   **dataclasses.asdict(mc),
                   "checkpoint": self.checkpoint_fingerprint(model.init),
                   "lr": train.learning_rate(self.cfg.train, mc, model.lr)},

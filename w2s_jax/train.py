@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from w2s_jax import checkpoint, losses, sharding
+from w2s_jax import checkpoint, lora as lora_lib, losses, sharding
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import ModelConfig, Transformer, param_count
 
@@ -58,8 +58,10 @@ class Trainer:
   """Compiled programs of one model (architecture, classes, dtype) on one mesh."""
 
   def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
-               dtype: str = "float32", remat: str = "none"):
+               dtype: str = "float32", remat: str = "none", lora=None):
+    """`lora`: None (full fine-tuning) or (rank, alpha, target weight names)."""
     self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
+    self.lora = lora
     make = lambda seed: Transformer(model_cfg, num_classes, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
                                     rngs=nnx.Rngs(seed))
     self._make = make
@@ -126,24 +128,43 @@ class Trainer:
     return out
 
   # ------------------------------------------------------------------------------- train
-  def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int):
-    """The pure train step and its shardings for one optimizer, loss and schedule."""
+  def trainable(self, params: dict, seed: int = 0) -> dict:
+    """What the optimizer updates: all parameters, or (LoRA) the adapters and the head."""
+    if not self.lora:
+      return params
+    rank, _, targets = self.lora
+    return {"lora": lora_lib.init(params["blocks"], rank, targets, jax.random.key(seed)),
+            "cls_head": params["cls_head"]}
+
+  def effective(self, trainable: dict, frozen) -> dict:
+    """The full parameters the model runs with (LoRA: adapters merged into the frozen base)."""
+    if not self.lora:
+      return trainable
+    rank, alpha, _ = self.lora
+    return dict(lora_lib.merge(frozen, trainable["lora"], rank, alpha),
+                cls_head=trainable["cls_head"])
+
+  def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int,
+                      seed: int = 0):
+    """The pure train step and its shardings for one optimizer, loss and schedule.
+    The state is {step, params (what trains), opt_state, frozen (LoRA's base, else None)}."""
 
     def train_step(state, batch):
       self.traces["train"] += 1
-      params, step = state["params"], state["step"]
+      params, step, frozen = state["params"], state["step"], state["frozen"]
       step_frac = step.astype(jnp.float32) / total_steps
       tokens, lengths, y = batch["tokens"], batch["lengths"], batch["targets"]
       accum, micro, c = y.shape
       if accum == 1:
         def loss_fn(p):
-          logits = self.logits(p, tokens[0], lengths[0])
+          logits = self.logits(self.effective(p, frozen), tokens[0], lengths[0])
           return loss(logits, y[0], step_frac, **loss_hp), logits[None]
         (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       else:
         # Batch statistics (threshold, window radius) over the WHOLE optimizer batch: predict
         # every micro-batch first, then accumulate gradients against fixed targets.
-        logits = jax.lax.map(lambda mb: self.logits(params, *mb).astype(jnp.float32),
+        full = self.effective(params, frozen)
+        logits = jax.lax.map(lambda mb: self.logits(full, *mb).astype(jnp.float32),
                              (tokens, lengths)) if loss.needs_logits else jnp.zeros(y.shape)
         target, weight = loss.targets(logits.reshape(-1, c), y.reshape(-1, c), step_frac,
                                       **loss_hp)
@@ -153,7 +174,7 @@ class Trainer:
         def micro_step(acc, mb):
           tok, ln, tg, w = mb
           def loss_fn(p):
-            logits = self.logits(p, tok, ln)
+            logits = self.logits(self.effective(p, frozen), tok, ln)
             return jnp.sum(w * loss.per_example(logits, tg, **loss_hp)) / total_weight, logits
           (v, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
           return jax.tree.map(jnp.add, acc, (g, v)), logits
@@ -162,25 +183,33 @@ class Trainer:
         (grads, value), logits = jax.lax.scan(micro_step, zeros, (tokens, lengths, target, weight))
       updates, opt_state = tx.update(grads, state["opt_state"], params)
       new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
-                   "opt_state": opt_state}
+                   "opt_state": opt_state, "frozen": frozen}
       metrics = {"loss": value, "lr": schedule(step), "grad_norm": optax.tree.norm(grads),
                  "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
       return new_state, metrics
 
+    trainable = jax.eval_shape(lambda p: self.trainable(p, seed), self.abstract_params())
+    # Adapters are small: replicated. Everything else keeps its parameter's sharding.
+    specs = self.param_specs if not self.lora else {
+        "lora": jax.tree.map(lambda _: P(), trainable["lora"]),
+        "cls_head": self.param_specs["cls_head"]}
     opt_specs = optax.tree_map_params(
-        tx, lambda _, spec: spec, jax.eval_shape(tx.init, self.abstract_params()),
-        self.param_specs, transform_non_params=lambda _: P(),
-        is_leaf=lambda x: isinstance(x, P))
-    state_shardings = {"step": self.replicated, "params": self.param_shardings,
-                       "opt_state": sharding.named(self.mesh, opt_specs)}
+        tx, lambda _, spec: spec, jax.eval_shape(tx.init, trainable), specs,
+        transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P))
+    state_shardings = {"step": self.replicated, "params": sharding.named(self.mesh, specs),
+                       "opt_state": sharding.named(self.mesh, opt_specs),
+                       "frozen": self.param_shardings if self.lora else None}
     batch_shardings = {"tokens": self._batch_sharding(1, lead=1),
                        "lengths": self._batch_sharding(0, lead=1),
                        "targets": self._batch_sharding(1, lead=1)}
     step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
                       out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
-    init_fn = jax.jit(lambda params: {"step": jnp.zeros((), jnp.int32), "params": params,
-                                      "opt_state": tx.init(params)},
-                      out_shardings=state_shardings, donate_argnums=(0,))
+    def init_state(params):
+      train_params = self.trainable(params, seed)
+      return {"step": jnp.zeros((), jnp.int32), "params": train_params,
+              "opt_state": tx.init(train_params), "frozen": params if self.lora else None}
+
+    init_fn = jax.jit(init_state, out_shardings=state_shardings, donate_argnums=(0,))
     return step_fn, init_fn, batch_shardings
 
 
@@ -210,7 +239,7 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   total = max(1, int(math.ceil(tcfg.epochs * per_epoch)))
   tx, schedule = make_optimizer(tcfg, lr, total)
   step_fn, init_fn, batch_shardings = trainer.make_train_step(
-      tx, schedule, losses.get(loss_name), loss_hp, total)
+      tx, schedule, losses.get(loss_name), loss_hp, total, seed)
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
   ckpt = checkpoint.TrainCheckpoints(ckpt_dir, tcfg.checkpoint_every, tcfg.keep_checkpoints) \
@@ -270,7 +299,7 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   finally:
     if ckpt:
       ckpt.close()
-  params = jax.block_until_ready(state["params"])
+  params = jax.block_until_ready(trainer.effective(state["params"], state["frozen"]))
   return FitResult(params, history, total, time.time() - t0, start)
 
 
