@@ -45,7 +45,7 @@ def load(name, **kw):
 def test_tasks_are_extracted_once_and_formatted(fake_sdist, tmp_path):
   s = load("bigbench-strategyqa")
   assert len(s.a) + len(s.b) + len(s.test) == 40  # no test split: 20% held out
-  assert sorted(p.name for p in (tmp_path / "cache" / "bigbench").iterdir()) == [
+  assert sorted(p.name for p in (tmp_path / "cache" / "bigbench").iterdir()) == [  # present ones
       "multiemo__all_text_en.json", "social_iqa.json", "strategyqa.json"]
   task = tasks.get("bigbench-strategyqa")
   assert task.format({"input": "Is 4 even? ", "target_scores": {"Yes": 1, "No": 0}},

@@ -19,7 +19,7 @@ from w2s_jax.data.tasks import DataError, Task
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en",
+MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en", "multiemo/all_sentence_en",
            "vitaminc_fact_verification", "social_iqa", "timedial")
 
 
@@ -111,6 +111,8 @@ BIGBENCH_TASKS = {
     "bigbench-multiemo": Task(loader("multiemo/all_text_en", keep_choices("positive",
                                                                          "negative")),
                               yes_no("positive"), lambda c: BINARY),
+    "bigbench-multiemo-sentence": Task(loader("multiemo/all_sentence_en", keep_choices(
+        "positive", "negative")), yes_no("positive"), lambda c: BINARY),
     "bigbench-vitaminc": Task(loader("vitaminc_fact_verification", keep_choices("True", "False")),
                               yes_no("True"), lambda c: BINARY),
     "bigbench-social_iqa": Task(loader("social_iqa"), f_multiple_choice, lambda c: BINARY),
