@@ -170,3 +170,27 @@ def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path):
   assert_real_positions_close(hf_logits(model, tokens, mask), our_logits(tr, params, tokens), mask)
   head = np.load(tmp_path / "out" / "classifier_head.npy")
   np.testing.assert_allclose(head, np.asarray(params["cls_head"]))
+
+
+def test_missing_or_misshaped_tensors_are_named(tmp_path):
+  import json  # noqa: PLC0415
+
+  from safetensors.numpy import load_file, save_file  # noqa: PLC0415
+  model = hf_model("llama")
+  model.save_pretrained(tmp_path)
+  mc = hf_lib.load_config(str(tmp_path))
+  tr = train.Trainer(mc, 2, sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1]),
+                     sharding.DEFAULT_RULES)
+  tensors = load_file(str(tmp_path / "model.safetensors"))
+  del tensors["model.layers.1.self_attn.k_proj.weight"]
+  save_file(tensors, str(tmp_path / "model.safetensors"))
+  with pytest.raises(KeyError, match="model.layers.1.self_attn.k_proj.weight"):
+    jax.block_until_ready(hf_lib.load_params(str(tmp_path), tr.abstract_params(),
+                                             tr.param_shardings))
+  cfg = json.loads((tmp_path / "config.json").read_text())
+  cfg["intermediate_size"] = 96  # the file's MLP tensors are 128 wide
+  (tmp_path / "config.json").write_text(json.dumps(cfg))
+  tr = train.Trainer(hf_lib.load_config(str(tmp_path)), 2, tr.mesh, sharding.DEFAULT_RULES)
+  with pytest.raises(ValueError, match=r"blocks/w_gate has shape \(2, 64, 128\), the model "
+                                       r"expects \(2, 64, 96\)"):
+    hf_lib.load_params(str(tmp_path), tr.abstract_params(), tr.param_shardings)

@@ -102,7 +102,9 @@ def test_a_paper_task_runs_offline_from_local_files_in_its_schema(tmp_path):
   c = cfg()
   c.name, c.train_file = "piqa", str(path)
   splits = data_lib.load_splits(c, ByteTokenizer(), 256, 0)
-  assert len(splits.a) + len(splits.b) + len(splits.test) == 60
+  train_labels = np.concatenate([splits.a.labels, splits.b.labels])
+  assert 40 <= len(train_labels) + len(splits.test) <= 60  # the paper's tasks balance 50/50
+  assert abs(train_labels.mean() - 0.5) <= 1 / len(train_labels)
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps({"goal": "x", "sol1": "a", "label": 0}) + "\n")
   c.train_file = str(bad)

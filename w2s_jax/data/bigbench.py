@@ -15,7 +15,7 @@ import sys
 import tarfile
 
 from w2s_jax.data.nlp_tasks import choice_pair
-from w2s_jax.data.tasks import DataError, Task
+from w2s_jax.data.tasks import DataError, Task as _Task
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -67,6 +67,10 @@ def task_file(name: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(f"BIG-bench task {name!r} is not in the sdist")
   return path
+
+
+def Task(load, fmt, labels):  # noqa: N802  (every BIG-bench task is balanced 50/50)
+  return _Task(load, fmt, labels, balance=True)
 
 
 def loader(name: str, keep=None):

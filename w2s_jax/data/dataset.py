@@ -88,7 +88,7 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
     perm = rng.permutation(len(train))
     n_test = int(round(len(train) * task_cfg.test_frac))
     test, train, d_test = train.take(perm[:n_test]), train.take(perm[n_test:]), 0
-  if task_cfg.balance:
+  if task_cfg.balance or task.balance:
     train, test = balance(train, rng), balance(test, rng)
     train = train.take(rng.permutation(len(train)))
   if task_cfg.n_train:

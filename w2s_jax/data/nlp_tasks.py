@@ -195,7 +195,7 @@ def f_anthropic_hh(r, cfg, labels):
 
 
 def _binary(load, fmt, kind="classification"):
-  return Task(load, fmt, lambda cfg: BINARY, kind)
+  return Task(load, fmt, lambda cfg: BINARY, kind, balance=True)
 
 
 PAPER_TASKS = {

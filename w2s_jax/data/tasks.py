@@ -21,6 +21,7 @@ class Task(NamedTuple):
   format: Callable
   labels: Callable
   kind: str = "classification"  # or "pairwise": (text_a, text_b) rows for reward models
+  balance: bool = False  # always downsample to equal classes (the paper's tasks)
 
 
 def _label_index(value, labels, where):
