@@ -134,12 +134,16 @@ class Experiment:
       spec["seed"] = None  # a checkpoint's features do not depend on the seed
     key = stages.stage_key(spec)
     if not self.store.done("features", key):
+      t0 = time.time()
       tr = self.trainer(model)
       params = self.initial_params(model, tr, seed)
       arrays = {name: tr.predict(params, getattr(self.splits, name),
                                  self.cfg.train.eval_batch_size, self.cfg.train.buckets,
                                  what="features") for name in ("a", "b", "test")}
-      self.store.save("features", key, spec, arrays=arrays, metrics={"seconds": 0.0})
+      self.store.save("features", key, spec, arrays=arrays,
+                      metrics={"seconds": time.time() - t0})
+      log.info("[features:%s] %d examples in %.1fs (stage %s)", models.display_name(model),
+               sum(len(a) for a in arrays.values()), time.time() - t0, key)
     return key
 
   def _model_spec(self, kind, model, seed, **extra) -> dict:
