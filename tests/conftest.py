@@ -28,3 +28,15 @@ def small_task():
   cfg.train.lr = 1e-3
   cfg.train.log_every = 1
   return cfg, data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)
+
+
+@pytest.fixture(scope="session")
+def nlp_config():
+  """get_config of configs/nlp.py: nlp_config("tiny") -> a fresh ConfigDict."""
+  import importlib.util  # noqa: PLC0415
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "nlp.py")
+  spec = importlib.util.spec_from_file_location("nlp_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config

@@ -1,29 +1,17 @@
 """The whole config is validated before work starts, with errors that name the key."""
-import importlib.util
-import os
-
 import pytest
 
 from w2s_jax import config as config_lib
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
 
-
-def load(variant="tiny"):
-  spec = importlib.util.spec_from_file_location("nlp", os.path.join(ROOT, "configs", "nlp.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
-def test_shipped_configs_validate():
+def test_shipped_configs_validate(nlp_config):
   for variant in ("tiny", "jsonl", "offline"):  # offline reads SmolLM2's GGUF (cached once)
-    config_lib.validate(load(variant), 8)
+    config_lib.validate(nlp_config(variant), 8)
 
 
 @pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen"])
-def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant):
-  cfg = load(variant)
+def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant, nlp_config):
+  cfg = nlp_config(variant)
   assert cfg.weak.init.startswith("hf:") and cfg.strong.init.startswith("hf:")
   assert cfg.task.name == "sciq" and len(cfg.seeds) == 3 and cfg.train.dtype == "bfloat16"
   with pytest.raises(config_lib.ConfigError, match="'weak.init'.*not downloadable"):
@@ -47,8 +35,8 @@ def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant):
     (lambda c: c.loss.logconf.__setattr__("alpha_max", 1.5), "'loss.logconf.alpha_max'"),
     (lambda c: c.__setattr__("rules", (("embed", "model"),)), r"config.rules\[0\]"),
 ])
-def test_bad_values_name_the_key(mutate, message):
-  cfg = load()
+def test_bad_values_name_the_key(mutate, message, nlp_config):
+  cfg = nlp_config("tiny")
   if message is None:
     with pytest.raises(TypeError):
       mutate(cfg)
@@ -58,8 +46,8 @@ def test_bad_values_name_the_key(mutate, message):
     config_lib.validate(cfg, 8)
 
 
-def test_wrong_type_in_a_config_file_names_the_key():
-  cfg = load()
+def test_wrong_type_in_a_config_file_names_the_key(nlp_config):
+  cfg = nlp_config("tiny")
   cfg.unlock()
   del cfg.train["epochs"]
   cfg.train.epochs = "two"  # a config file that replaced the key with another type
@@ -67,6 +55,6 @@ def test_wrong_type_in_a_config_file_names_the_key():
     config_lib.validate(cfg, 8)
 
 
-def test_unknown_variant():
+def test_unknown_variant(nlp_config):
   with pytest.raises(ValueError, match="unknown variant 'huge'"):
-    load("huge")
+    nlp_config("huge")

@@ -112,20 +112,14 @@ def test_unsupported_checkpoints_are_clear_errors(tmp_path):
     hf_lib.local_folder(str(tmp_path / "nothing-here"))
 
 
-def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path):
+def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
   """A transformers-saved checkpoint as the strong model (`init=hf:FOLDER`, `size=auto`)."""
-  import importlib.util  # noqa: PLC0415
   import json  # noqa: PLC0415
-  import os  # noqa: PLC0415
 
   from w2s_jax import config as config_lib, pipeline  # noqa: PLC0415
 
   hf_model("llama").save_pretrained(tmp_path / "ckpt")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("nlp", os.path.join(root, "configs", "nlp.py"))
-  nlp = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(nlp)
-  cfg = nlp.get_config("tiny")
+  cfg = nlp_config("tiny")
   cfg.strong.init, cfg.strong.size = f"hf:{tmp_path / 'ckpt'}", "auto"
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 256, 1.0
   cfg.losses = ("xent",)
@@ -142,21 +136,14 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path):
     config_lib.validate(cfg, jax.device_count())
 
 
-def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path):
+def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path, nlp_config):
   """`python -m w2s_jax.export` on a stage of a finished run: transformers reproduces our
   language-model logits, and the classifier head is saved beside."""
-  import importlib.util  # noqa: PLC0415
-  import os  # noqa: PLC0415
-
   from w2s_jax import pipeline  # noqa: PLC0415
   from w2s_jax.export import export_stage  # noqa: PLC0415
   from w2s_jax.stages import StageStore  # noqa: PLC0415
 
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("nlp", os.path.join(root, "configs", "nlp.py"))
-  nlp = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(nlp)
-  cfg = nlp.get_config("tiny")
+  cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
   rows = pipeline.run(cfg, str(tmp_path / "work"))
   key = rows[0]["stage_keys"]["ceiling"]

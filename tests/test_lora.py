@@ -45,17 +45,11 @@ def test_merge_starts_at_the_base_and_matches_the_low_rank_product():
   np.testing.assert_allclose(merged["blocks"]["wq"], expected.reshape(2, 8, 2, 4), rtol=1e-6)
 
 
-def test_pipeline_with_a_lora_strong_model(tmp_path):
-  import importlib.util  # noqa: PLC0415
+def test_pipeline_with_a_lora_strong_model(tmp_path, nlp_config):
   import json  # noqa: PLC0415
-  import os  # noqa: PLC0415
 
   from w2s_jax import config as config_lib, pipeline  # noqa: PLC0415
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("nlp", os.path.join(root, "configs", "nlp.py"))
-  nlp = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(nlp)
-  cfg = nlp.get_config("tiny")
+  cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
   cfg.strong.lora_rank = 4
   config_lib.validate(cfg, 8)

@@ -1,5 +1,4 @@
 """Linear probes: the body's features are computed once per model and shared by every probe."""
-import importlib.util
 import json
 import os
 
@@ -7,22 +6,10 @@ import numpy as np
 
 from w2s_jax import config as config_lib, pipeline, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny(**kw):
-  spec = importlib.util.spec_from_file_location("nlp", os.path.join(ROOT, "configs", "nlp.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config("tiny")
+def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
+  cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 256, 2.0
-  for k, v in kw.items():
-    setattr(cfg, k, v) if "." not in k else setattr(cfg[k.split(".")[0]], k.split(".")[1], v)
-  return cfg
-
-
-def test_probe_students_share_one_forward_pass(tmp_path):
-  cfg = tiny(losses=("xent", "logconf"))
+  cfg.losses = ("xent", "logconf")
   cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
   config_lib.validate(cfg, 8)
   rows = pipeline.run(cfg, str(tmp_path))
