@@ -44,18 +44,23 @@ class Experiment:
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
     self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
-    self._trainers = {}
+    self._trainers, self._model_cfgs, self._fingerprints = {}, {}, {}
     log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); %d classes; mesh %s",
              len(self.splits.a), len(self.splits.b), len(self.splits.test), self.splits.dropped,
              self.num_classes, dict(self.mesh.shape))
 
   # ------------------------------------------------------------------------------ helpers
   def model_cfg(self, spec):
-    mc = models.from_spec(spec, self.tokenizer.vocab_size)
-    if self.tokenizer.vocab_size > mc.vocab_size:
-      raise ValueError(f"tokenizer {self.cfg.tokenizer!r} has {self.tokenizer.vocab_size} ids, "
-                       f"more than the vocabulary of {spec.init} ({mc.vocab_size})")
-    return mc
+    """The spec's ModelConfig, read once per (size, init): a checkpoint's config (a GGUF file's
+    metadata) is parsed once per run, not once per stage spec."""
+    k = (spec.size, spec.init)
+    if k not in self._model_cfgs:
+      mc = models.from_spec(spec, self.tokenizer.vocab_size)
+      if self.tokenizer.vocab_size > mc.vocab_size:
+        raise ValueError(f"tokenizer {self.cfg.tokenizer!r} has {self.tokenizer.vocab_size} "
+                         f"ids, more than the vocabulary of {spec.init} ({mc.vocab_size})")
+      self._model_cfgs[k] = mc
+    return self._model_cfgs[k]
 
   def initial_params(self, spec, tr: train.Trainer, seed: int) -> dict:
     module = models.checkpoint_module(spec.init)
@@ -64,10 +69,12 @@ class Experiment:
     return module.load_params(spec.init.split(":", 1)[1], tr.abstract_params(),
                               tr.param_shardings)
 
-  @staticmethod
-  def checkpoint_fingerprint(init: str):
-    module = models.checkpoint_module(init)
-    return module.fingerprint(init.split(":", 1)[1]) if module else None
+  def checkpoint_fingerprint(self, init: str):
+    """Identity of a checkpoint init for stage keys, hashed once per run."""
+    if init not in self._fingerprints:
+      module = models.checkpoint_module(init)
+      self._fingerprints[init] = module.fingerprint(init.split(":", 1)[1]) if module else None
+    return self._fingerprints[init]
 
   def trainer(self, spec) -> train.Trainer:
     lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
