@@ -30,13 +30,23 @@ def small_task():
   return cfg, data_lib.load_splits(cfg.task, ByteTokenizer(), cfg.max_len, 0)
 
 
-@pytest.fixture(scope="session")
-def nlp_config():
-  """get_config of configs/nlp.py: nlp_config("tiny") -> a fresh ConfigDict."""
+def _config_module(name):
   import importlib.util  # noqa: PLC0415
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                      "nlp.py")
-  spec = importlib.util.spec_from_file_location("nlp_config", path)
+                      f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"{name}_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config
+
+
+@pytest.fixture(scope="session")
+def nlp_config():
+  """get_config of configs/nlp.py: nlp_config("tiny") -> a fresh ConfigDict."""
+  return _config_module("nlp")
+
+
+@pytest.fixture(scope="session")
+def chess_config():
+  """get_config of configs/chess_bootstrap.py."""
+  return _config_module("chess_bootstrap")

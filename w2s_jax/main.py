@@ -71,9 +71,15 @@ def main(argv):
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=1))
   try:
-    pipeline.run(cfg, _WORKDIR.value)
+    if cfg.experiment == "chess":
+      from w2s_jax.chess import ladder  # noqa: PLC0415
+      ladder.run(cfg, _WORKDIR.value)
+    else:
+      pipeline.run(cfg, _WORKDIR.value)
   except (DataError, FileNotFoundError) as e:
     sys.exit(f"data error: {e}")
+  except config_lib.ConfigError as e:  # found once the data is read (e.g. too few puzzles)
+    sys.exit(f"config error: {e}")
   except checkpoint.Preempted as e:
     sys.exit(f"preempted: {e}")
   except train.NonFiniteLoss as e:

@@ -38,10 +38,23 @@ def pgr_interval(weak_probs, student_probs, ceiling_probs, labels, *, samples=10
   """Bootstrap interval of PGR over test examples (resampled jointly for the three models)."""
   if samples <= 0:
     return [float("nan"), float("nan")]
-  rng = np.random.default_rng(seed)
   right = [np.argmax(p, -1) == labels for p in (weak_probs, student_probs, ceiling_probs)]
-  idx = rng.integers(0, len(labels), size=(samples, len(labels)))
-  w, s, c = (r[idx].mean(1) for r in right)
+  return pgr_interval_correct([right], samples=samples, seed=seed, level=level)
+
+
+def pgr_interval_correct(runs, *, samples=1000, seed=0, level=0.95):
+  """Bootstrap interval of PGR from per-example correctness: `runs` is one (weak, student,
+  ceiling) triple of boolean [N] arrays per seed, on the same N test examples. Seeds and test
+  examples are both resampled (each sample: seeds with replacement, then examples)."""
+  if samples <= 0:
+    return [float("nan"), float("nan")]
+  rng = np.random.default_rng(seed)
+  right = np.asarray(runs, np.float32)  # [seeds, 3, N]
+  n_seeds, _, n = right.shape
+  pick = rng.integers(0, n_seeds, size=(samples, n_seeds))
+  idx = rng.integers(0, n, size=(samples, n))
+  acc = right[pick[:, :, None], :, idx[:, None, :]].mean((1, 2))  # [samples, 3]
+  w, s, c = acc[:, 0], acc[:, 1], acc[:, 2]
   gap = c - w
   values = np.where(gap != 0, (s - w) / np.where(gap != 0, gap, 1), np.nan)
   values = values[np.isfinite(values)]

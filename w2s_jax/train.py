@@ -62,6 +62,8 @@ class Trainer:
     """`lora`: None (full fine-tuning) or (rank, alpha, target weight names)."""
     self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
     self.lora = lora
+    # num_classes=0: the next-token head; its "classes" are the vocabulary (one-token answers).
+    self.classes = num_classes or model_cfg.vocab_size
     make = lambda seed: Transformer(model_cfg, num_classes, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
                                     rngs=nnx.Rngs(seed))
     self._make = make
@@ -77,6 +79,7 @@ class Trainer:
         lambda p, t, n, what=what: self._predict_fn(p, t, n, what), in_shardings=(
             self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
         out_shardings=self._batch_sharding(1)) for what in ("probs", "features")}
+    self._generate = {}  # answer length -> jitted greedy decoder
 
   def _batch_sharding(self, extra_dims: int, lead: int = 0):
     return NamedSharding(self.mesh, P(*([None] * lead), self.batch_axes, *([None] * extra_dims)))
@@ -115,8 +118,13 @@ class Trainer:
               what: str = "probs") -> np.ndarray:
     """For every row of `ds`, in order, on every process: class probabilities [N, C], or with
     what="features" the last real token's hidden state [N, d] (what a linear probe reads)."""
-    width = self.model_cfg.d_model if what == "features" else self.num_classes
-    out = np.zeros((len(ds), width), np.float32)
+    width = self.model_cfg.d_model if what == "features" else self.classes
+    return self._over_batches(self._predict[what], params, ds, batch_size, buckets, width,
+                              np.float32)
+
+  def _over_batches(self, fn, params, ds, batch_size, buckets, width, dtype) -> np.ndarray:
+    """fn(params, tokens, lengths) over `ds` in length-sorted eval batches; rows in order."""
+    out = np.zeros((len(ds), width), dtype)
     tokens_sharding, lengths_sharding = self._batch_sharding(1), self._batch_sharding(0)
     rows = sharding.local_rows(lengths_sharding, (batch_size,), 0)
     for idx, batch in data_lib.eval_batches(ds, batch_size, buckets):
@@ -124,8 +132,34 @@ class Trainer:
           tokens_sharding, batch["tokens"][rows], batch["tokens"].shape)
       lengths = jax.make_array_from_process_local_data(
           lengths_sharding, batch["lengths"][rows], batch["lengths"].shape)
-      out[idx] = sharding.host_array(self._predict[what](params, tokens, lengths))[:len(idx)]
+      out[idx] = sharding.host_array(fn(params, tokens, lengths))[:len(idx)]
     return out
+
+  def _generate_fn(self, params, tokens, lengths, steps):
+    self.traces["predict"] += 1
+    logits, cache = self.merge(params).prefill(tokens, lengths, tokens.shape[1] + steps)
+
+    def body(carry, _):  # NNX modules must not cross a trace: merge inside the loop body
+      logits, cache, position = carry
+      token = jnp.argmax(logits, -1).astype(jnp.int32)
+      logits, cache = self.merge(params).decode_step(token, position, cache)
+      return (logits, cache, position + 1), token
+
+    _, out = jax.lax.scan(body, (logits, cache, lengths), None, length=steps)
+    return out.T
+
+  def generate(self, params, ds: data_lib.Dataset, steps: int, batch_size: int,
+               buckets) -> np.ndarray:
+    """Greedy continuations [N, steps] of every (right-padded) prompt of `ds`, in order: one
+    jitted program per prompt bucket (fixed shapes), with a KV cache; no early stop (the caller
+    cuts at its stop token)."""
+    if steps not in self._generate:
+      self._generate[steps] = jax.jit(
+          lambda p, t, n: self._generate_fn(p, t, n, steps), in_shardings=(
+              self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
+          out_shardings=self._batch_sharding(1))
+    return self._over_batches(self._generate[steps], params, ds, batch_size, buckets, steps,
+                              np.int32)
 
   # ------------------------------------------------------------------------------- train
   def trainable(self, params: dict, seed: int = 0) -> dict:
@@ -134,26 +168,70 @@ class Trainer:
       return params
     rank, _, targets = self.lora
     return {"lora": lora_lib.init(params["blocks"], rank, targets, jax.random.key(seed)),
-            "cls_head": params["cls_head"]}
+            **self._head(params)}
+
+  def _head(self, params: dict) -> dict:
+    """The classification head (trained with LoRA); a next-token head stays frozen."""
+    return {"cls_head": params["cls_head"]} if self.num_classes else {}
 
   def effective(self, trainable: dict, frozen) -> dict:
     """The full parameters the model runs with (LoRA: adapters merged into the frozen base)."""
     if not self.lora:
       return trainable
     rank, alpha, _ = self.lora
-    return dict(lora_lib.merge(frozen, trainable["lora"], rank, alpha),
-                cls_head=trainable["cls_head"])
+    return dict(lora_lib.merge(frozen, trainable["lora"], rank, alpha), **self._head(trainable))
+
+  def answer_loss(self, params, tokens, lengths, answers):
+    """Next-token cross-entropy summed over the answer tokens only, and how many the model
+    predicts right. answers [B, A]: the ids that end each row (-1 where a row's answer is
+    shorter); the logits are computed at the answer positions only (V may be 150k)."""
+    model = self.merge(params)
+    h = model.hidden(tokens, self.act_sharding())
+    mask = answers >= 0
+    start = lengths - mask.sum(-1) - 1  # the position that predicts the first answer token
+    pos = jnp.clip(start[:, None] + jnp.arange(answers.shape[1])[None], 0, tokens.shape[1] - 1)
+    logits = model.lm_logits(h[jnp.arange(h.shape[0])[:, None], pos])  # [B, A, V]
+    target = jnp.maximum(answers, 0)
+    ce = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), target[..., None], -1)[..., 0]
+    return jnp.sum(ce * mask), jnp.sum((jnp.argmax(logits, -1) == target) * mask)
+
+  def _apply(self, tx, schedule, state, grads, value, accuracy):
+    params = state["params"]
+    updates, opt_state = tx.update(grads, state["opt_state"], params)
+    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
+                 "opt_state": opt_state, "frozen": state["frozen"]}
+    return new_state, {"loss": value, "lr": schedule(state["step"]),
+                       "grad_norm": optax.tree.norm(grads), "accuracy": accuracy}
 
   def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int,
-                      seed: int = 0):
+                      seed: int = 0, targets: str = "soft"):
     """The pure train step and its shardings for one optimizer, loss and schedule.
-    The state is {step, params (what trains), opt_state, frozen (LoRA's base, else None)}."""
+    The state is {step, params (what trains), opt_state, frozen (LoRA's base, else None)}.
+    `targets`: "soft" [accum, micro, C] probabilities; "hard" [accum, micro] class ids;
+    "answer" [accum, micro, A] answer token ids (-1 padded), next-token cross-entropy (xent)."""
+    if targets == "answer" and loss.name != "xent":
+      raise ValueError(f"loss {loss.name!r}: generative answers train with xent only")
 
     def train_step(state, batch):
       self.traces["train"] += 1
       params, step, frozen = state["params"], state["step"], state["frozen"]
       step_frac = step.astype(jnp.float32) / total_steps
       tokens, lengths, y = batch["tokens"], batch["lengths"], batch["targets"]
+      if targets == "hard":  # class ids [accum, micro]: one-hot here, not on the host (C ~ 50k)
+        y = jax.nn.one_hot(y, self.classes, dtype=jnp.float32)
+      if targets == "answer":
+        n_answer = jnp.maximum(jnp.sum(y >= 0), 1)
+
+        def micro_step(acc, mb):
+          def loss_fn(p):
+            ce, right = self.answer_loss(self.effective(p, frozen), *mb)
+            return ce / n_answer, right / n_answer
+          (v, right), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+          return jax.tree.map(jnp.add, acc, (g, v, right)), None
+
+        zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros(()), jnp.zeros(()))
+        (grads, value, accuracy), _ = jax.lax.scan(micro_step, zeros, (tokens, lengths, y))
+        return self._apply(tx, schedule, state, grads, value, accuracy)
       accum, micro, c = y.shape
       if accum == 1:
         def loss_fn(p):
@@ -181,18 +259,13 @@ class Trainer:
 
         zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
         (grads, value), logits = jax.lax.scan(micro_step, zeros, (tokens, lengths, target, weight))
-      updates, opt_state = tx.update(grads, state["opt_state"], params)
-      new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
-                   "opt_state": opt_state, "frozen": frozen}
-      metrics = {"loss": value, "lr": schedule(step), "grad_norm": optax.tree.norm(grads),
-                 "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
-      return new_state, metrics
+      return self._apply(tx, schedule, state, grads, value,
+                         jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1)))
 
     trainable = jax.eval_shape(lambda p: self.trainable(p, seed), self.abstract_params())
     # Adapters are small: replicated. Everything else keeps its parameter's sharding.
     specs = self.param_specs if not self.lora else {
-        "lora": jax.tree.map(lambda _: P(), trainable["lora"]),
-        "cls_head": self.param_specs["cls_head"]}
+        "lora": jax.tree.map(lambda _: P(), trainable["lora"]), **self._head(self.param_specs)}
     opt_specs = optax.tree_map_params(
         tx, lambda _, spec: spec, jax.eval_shape(tx.init, trainable), specs,
         transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P))
@@ -201,7 +274,7 @@ class Trainer:
                        "frozen": self.param_shardings if self.lora else None}
     batch_shardings = {"tokens": self._batch_sharding(1, lead=1),
                        "lengths": self._batch_sharding(0, lead=1),
-                       "targets": self._batch_sharding(1, lead=1)}
+                       "targets": self._batch_sharding(0 if targets == "hard" else 1, lead=1)}
     step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
                       out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
     def init_state(params):
@@ -223,8 +296,10 @@ class FitResult(NamedTuple):
 
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
         loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
-        label: str = "", ckpt_dir: str = "", stop_after: int = 0) -> FitResult:
-  """Train `params` (consumed) on (ds, soft targets) for `tcfg.epochs`.
+        label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0) -> FitResult:
+  """Train `params` (consumed) on (ds, targets) for `tcfg.epochs` (or exactly `steps`).
+  Targets: soft [N, C] floats, hard class ids [N] ints, or answer token ids [N, A] (the last
+  tokens of each row of `ds`; -1 padded) for next-token loss on the answers only.
 
   With `ckpt_dir`, the state is saved every `tcfg.checkpoint_every` steps and on preemption,
   and a run finding a checkpoint there resumes from it (on whatever mesh it has now).
@@ -236,10 +311,12 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   if per_epoch == 0:
     raise ValueError(f"{label}: {len(ds)} examples is less than one batch of "
                      f"config.train.batch_size={tcfg.batch_size}")
-  total = max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+  total = steps or max(1, int(math.ceil(tcfg.epochs * per_epoch)))
   tx, schedule = make_optimizer(tcfg, lr, total)
+  kind = ("hard" if targets.ndim == 1 else "answer") if np.issubdtype(targets.dtype, np.integer) \
+      else "soft"
   step_fn, init_fn, batch_shardings = trainer.make_train_step(
-      tx, schedule, losses.get(loss_name), loss_hp, total, seed)
+      tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=kind)
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
   ckpt = checkpoint.TrainCheckpoints(ckpt_dir, tcfg.checkpoint_every, tcfg.keep_checkpoints) \

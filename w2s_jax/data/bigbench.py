@@ -6,64 +6,40 @@ the sdist is then deleted. W2S_BIGBENCH_SDIST points at a local copy instead (no
 Each task becomes binary and balanced like the paper's tasks; BIG-bench has no test split, so
 `task.test_frac` of the rows are held out.
 """
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
 
+from w2s_jax import fetch
 from w2s_jax.data.nlp_tasks import choice_pair
 from w2s_jax.data.tasks import DataError, Task as _Task
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en", "multiemo/all_sentence_en",
-           "vitaminc_fact_verification", "social_iqa", "timedial")
+           "vitaminc_fact_verification", "social_iqa", "timedial", "checkmate_in_one")
 
 
-def cache_dir() -> str:
-  return os.path.join(os.environ.get("W2S_CACHE", os.path.join(os.path.expanduser("~"),
-                                                               ".cache", "w2s_jax")), "bigbench")
-
-
-def _extract(sdist: str, folder: str) -> None:
-  with tarfile.open(sdist, "r:gz") as t:
-    for m in t:
-      rel = m.name.split("/benchmark_tasks/")[-1]
-      if rel.endswith("/task.json") and rel[:-len("/task.json")] in MEMBERS:
-        out = os.path.join(folder, rel[:-len("/task.json")].replace("/", "__") + ".json")
-        with open(out + f".tmp{os.getpid()}", "wb") as f:
-          f.write(t.extractfile(m).read())
-        os.replace(out + f".tmp{os.getpid()}", out)
+def _member(name: str):
+  """The task name of a sdist member that is one of MEMBERS' task.json, else None."""
+  rel = name.split("/benchmark_tasks/")[-1]
+  if rel.endswith("/task.json") and rel[:-len("/task.json")] in MEMBERS:
+    return rel[:-len("/task.json")]
+  return None
 
 
 def task_file(name: str) -> str:
   """The cached task.json of BIG-bench task `name` (fetching and extracting on first use)."""
-  folder = cache_dir()
+  folder = fetch.cache_dir("bigbench")
   path = os.path.join(folder, name.replace("/", "__") + ".json")
   if os.path.exists(path):
     return path
-  os.makedirs(folder, exist_ok=True)
+  rename = lambda m: _member(m).replace("/", "__") + ".json"  # noqa: E731
+  wanted = lambda m: _member(m) is not None  # noqa: E731
   local = os.environ.get("W2S_BIGBENCH_SDIST")
   if local:
-    _extract(local, folder)
+    fetch.extract(local, folder, wanted, rename)
   else:
-    download = os.path.join(folder, f"download.{os.getpid()}")
-    try:
-      subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
-                      "bigbench==1.0.0"], check=True)
-      sdist = os.path.join(download, SDIST)
-      h = hashlib.sha256()
-      with open(sdist, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-          h.update(block)
-      if h.hexdigest() != SHA256:
-        raise ValueError(f"{SDIST}: sha256 {h.hexdigest()} is not the pinned {SHA256}")
-      _extract(sdist, folder)
-    finally:
-      shutil.rmtree(download, ignore_errors=True)
+    fetch.pypi_members("bigbench==1.0.0", SDIST, SHA256, folder, wanted, rename)
   if not os.path.exists(path):
     raise FileNotFoundError(f"BIG-bench task {name!r} is not in the sdist")
   return path

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class Dataset(NamedTuple):
-  tokens: np.ndarray  # [N, max_len] int32, right-padded with 0
+  tokens: np.ndarray  # [N, max_len] int32, right-padded with 0 (or [N, max_len, K]: K ids per position)
   lengths: np.ndarray  # [N] int32, >= 1
   labels: np.ndarray  # [N] int32 ground truth
 
@@ -136,7 +136,8 @@ def train_batch(ds: Dataset, targets: np.ndarray, step: int, *, batch_size: int,
   if rows is not None:
     idx = idx[:, rows]
   return {"tokens": ds.tokens[idx, :length], "lengths": ds.lengths[idx],
-          "targets": targets[idx].astype(np.float32)}
+          "targets": targets[idx].astype(np.int32) if np.issubdtype(targets.dtype, np.integer)
+          else targets[idx].astype(np.float32)}
 
 
 def eval_batches(ds: Dataset, batch_size: int, buckets):
@@ -146,7 +147,7 @@ def eval_batches(ds: Dataset, batch_size: int, buckets):
   for start in range(0, len(order), batch_size):
     idx = order[start:start + batch_size]
     length = bucket_length(int(ds.lengths[idx].max()), buckets)
-    tokens = np.zeros((batch_size, length), np.int32)
+    tokens = np.zeros((batch_size, length) + ds.tokens.shape[2:], np.int32)
     lengths = np.ones((batch_size,), np.int32)
     tokens[:len(idx)] = ds.tokens[idx, :length]
     lengths[:len(idx)] = ds.lengths[idx]

