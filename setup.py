@@ -24,7 +24,10 @@ setup(
     ],
     extras_require={
         # torch 2.13.0 is the CPU build these machines carry; transformers is the parity reference.
-        "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6"],
+        "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6",
+                 "tensorflow-datasets>=4.9.10", "array-record>=0.5"],
+        # TFDS datasets read through ArrayRecord, without TensorFlow (task "tfds").
+        "tfds": ["tensorflow-datasets>=4.9.10", "array-record>=0.5"],
         "tpu": ["jax[tpu]>=0.10"],
     },
     entry_points={"console_scripts": ["w2s-jax=w2s_jax.main:run"]},

@@ -199,11 +199,13 @@ def test_pgn_corpus(tmp_path, suffix):
 
 
 # ----------------------------------------------------------------------------- decoding
-@pytest.mark.parametrize("size", ["tiny-2", "tiny-llama-2"])
-def test_kv_cache_decoding_matches_step_by_step(size):
+@pytest.mark.parametrize("size, window", [("tiny-2", 0), ("tiny-llama-2", 0),
+                                          ("tiny-llama-2", 3)])
+def test_kv_cache_decoding_matches_step_by_step(size, window):
   """Trainer.generate (jitted, fixed shapes, KV cache, sharded over 8 devices) gives the tokens
-  of a step-by-step reference that reruns the whole sequence for every new token."""
-  mc = model_config(size, 40)
+  of a step-by-step reference that reruns the whole sequence for every new token (also under a
+  Mistral-style sliding window)."""
+  mc = model_config(size, 40, sliding_window=window)
   mesh = sharding.make_mesh(1, -1, 1)
   tr = train.Trainer(mc, 0, mesh, sharding.DEFAULT_RULES)
   params = tr.init_params(3)

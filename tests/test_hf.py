@@ -11,7 +11,7 @@ import transformers
 from w2s_jax import sharding, train
 from w2s_jax.models import hf as hf_lib, model_config
 
-KINDS = ["gpt2", "llama", "qwen2"]
+KINDS = ["gpt2", "llama", "qwen2", "mistral"]
 
 
 def hf_model(kind):
@@ -24,6 +24,9 @@ def hf_model(kind):
   elif kind == "llama":
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **common, num_key_value_heads=2, rope_theta=500.0, tie_word_embeddings=False))
+  elif kind == "mistral":  # a window of 3 on 16-token rows: the band mask is exercised
+    model = transformers.MistralForCausalLM(transformers.MistralConfig(
+        **common, num_key_value_heads=2, sliding_window=3, tie_word_embeddings=False))
   else:
     model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
         **common, num_key_value_heads=2, rope_theta=1e4, tie_word_embeddings=True))

@@ -61,6 +61,7 @@ def defaults() -> ml_collections.ConfigDict:
       name="synthetic",  # a key of w2s_jax.data.tasks.TASKS
       train_file="", test_file="",  # jsonl, or data files for a local `hf` builder
       hf_path="", hf_name="", hf_revision="", train_split="train", test_split="test",
+      tfds_name="", tfds_data_dir="",  # task "tfds": a prepared (array_record) TFDS dataset
       text_field="text", label_field="label",
       labels=("0", "1"),  # label names for jsonl / hf (rows may use the index or the name)
       n_train=0, n_test=0,  # 0: all

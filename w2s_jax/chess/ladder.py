@@ -21,7 +21,7 @@ import numpy as np
 
 from w2s_jax import config as config_lib, distributed, metrics, models, report, sharding, \
     stages, train
-from w2s_jax.chess import corpus as corpus_lib, decode, encoding, puzzles
+from w2s_jax.chess import corpus as corpus_lib, decode, puzzles
 from w2s_jax.pipeline import COMPILES, NOT_HASHED
 
 log = logging.getLogger("w2s_jax")
@@ -59,7 +59,7 @@ class Ladder:
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
     self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
-    self._trainers = {}
+    self._trainers, self._fingerprints = {}, {}
     log.info("puzzles (%s): %s; mesh %s", ch.puzzles,
              {k: len(v) for k, v in self.positions.items()}, dict(self.mesh.shape))
 
@@ -73,10 +73,14 @@ class Ladder:
     return self._trainers[k]
 
   def _model(self, rung) -> dict:
+    """What a stage key hashes of a rung's model (a checkpoint is fingerprinted once per run)."""
     tr = self.trainer(rung)
-    module = models.checkpoint_module(rung.init)
+    if rung.init not in self._fingerprints:
+      module = models.checkpoint_module(rung.init)
+      self._fingerprints[rung.init] = module.fingerprint(rung.init.split(":", 1)[1]) \
+          if module else None
     return {"size": rung.size, "init": rung.init, **dataclasses.asdict(tr.model_cfg),
-            "checkpoint": module.fingerprint(rung.init.split(":", 1)[1]) if module else None}
+            "checkpoint": self._fingerprints[rung.init]}
 
   def _train_cfg(self, **override):
     t = self.cfg.train.copy_and_resolve_references()
@@ -250,8 +254,10 @@ def run(cfg, workdir: str) -> list[dict]:
           accs = {n: float(r.mean()) for n, r in right.items()}
           runs[(k, loss, method, seed)] = [right["weak"], right["student"], right["ceiling"]]
           rows.append({
+              # The stage keys carry every setting (legal masking, learning rate, ...): a rerun
+              # with other settings adds rows to results.json instead of replacing these.
               "id": "|".join(str(x) for x in ("chess", lad.data_keys["test"], names[k], loss,
-                                              method, seed)),
+                                              method, seed, stages.stage_key(keys))),
               "task": "chess", "data_key": lad.data_keys["test"], "rung": k + 1,
               "weak": names[0], "strong": names[k], "chain": chain, "method": method,
               "loss": loss, "seed": seed, "weak_acc": accs["weak"],

@@ -96,6 +96,18 @@ def load_hf(cfg):
   return out
 
 
+def load_tfds(cfg):
+  """A prepared TFDS dataset (catalogue name on a pod, or a local data_dir), read through
+  ArrayRecord without TensorFlow (w2s_jax/data/tfds_source.py)."""
+  from w2s_jax.data import tfds_source  # noqa: PLC0415  (optional, heavy)
+  if not cfg.tfds_name:
+    raise ValueError("config.task.tfds_name: required for task 'tfds'")
+  out = {"train": tfds_source.load_rows(cfg.tfds_name, cfg.train_split, cfg.tfds_data_dir)}
+  if cfg.test_split:
+    out["test"] = tfds_source.load_rows(cfg.tfds_name, cfg.test_split, cfg.tfds_data_dir)
+  return out
+
+
 # ------------------------------------------------------------------------------ synthetic
 POSITIVE, NEGATIVE, FILLER, NEGATION = "ab", "yz", "fghijkmnpqrstu", "!"
 
@@ -138,6 +150,7 @@ TASKS = {
     "synthetic": Task(load_synthetic, _text_label, lambda cfg: ("negative", "positive")),
     "jsonl": Task(load_jsonl, _text_label, lambda cfg: tuple(cfg.labels)),
     "hf": Task(load_hf, _text_label, lambda cfg: tuple(cfg.labels)),
+    "tfds": Task(load_tfds, _text_label, lambda cfg: tuple(cfg.labels)),
 }
 
 

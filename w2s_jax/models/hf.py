@@ -76,6 +76,9 @@ def model_config_from_hf(hf: dict) -> ModelConfig:
       raise ValueError(f"{kind}: attention_bias (q, k, v AND o biases) is not supported")
     if hf.get("mlp_bias"):
       raise ValueError(f"{kind}: mlp_bias is not supported")
+    if kind == "qwen2" and hf.get("use_sliding_window"):
+      raise ValueError("qwen2: use_sliding_window (on layers from max_window_layers) is not "
+                       "supported")
     heads = hf["num_attention_heads"]
     return ModelConfig(**dict(
         LLAMA, vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
@@ -85,7 +88,8 @@ def model_config_from_hf(hf: dict) -> ModelConfig:
         max_len=hf.get("max_position_embeddings", 2048),
         rope_theta=float(hf.get("rope_theta") or rope.get("rope_theta", 10000.0)),
         norm_eps=hf.get("rms_norm_eps", 1e-6), tied_embeddings=bool(hf.get(
-            "tie_word_embeddings", False)), qkv_bias=kind == "qwen2"))
+            "tie_word_embeddings", False)), qkv_bias=kind == "qwen2",
+        sliding_window=(hf.get("sliding_window") or 0) if kind == "mistral" else 0))
   raise ValueError(f"model_type {kind!r} is not supported (gpt2, llama, mistral, qwen2)")
 
 
@@ -98,9 +102,11 @@ def hf_config(mc: ModelConfig) -> dict:
             "layer_norm_epsilon": mc.norm_eps, "activation_function": "gelu_new",
             "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
             "tie_word_embeddings": True}
-  kind = "qwen2" if mc.qkv_bias else "llama"
-  return {"model_type": kind, "architectures": ["Qwen2ForCausalLM" if mc.qkv_bias else
-                                                "LlamaForCausalLM"],
+  kind = "qwen2" if mc.qkv_bias else "mistral" if mc.sliding_window else "llama"
+  extra = {"sliding_window": mc.sliding_window} if mc.sliding_window else {}
+  return {"model_type": kind, "architectures": [{"qwen2": "Qwen2ForCausalLM", "llama":
+                                                 "LlamaForCausalLM", "mistral":
+                                                 "MistralForCausalLM"}[kind]], **extra,
           "vocab_size": mc.vocab_size, "hidden_size": mc.d_model,
           "intermediate_size": mc.d_ff, "num_hidden_layers": mc.n_layers,
           "num_attention_heads": mc.n_heads, "num_key_value_heads": mc.kv_heads,

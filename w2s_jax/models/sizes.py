@@ -26,6 +26,7 @@ class ModelConfig:
   out_bias: bool = True  # bias on the attention output and MLP projections (GPT-2)
   rope_theta: float = 10000.0
   norm_eps: float = 1e-5
+  sliding_window: int = 0  # > 0: a token attends to itself and the previous w - 1 (Mistral)
 
   @property
   def kv_heads(self) -> int:

@@ -97,7 +97,10 @@ class Block(nnx.Module):
   def prefill(self, x, positions):
     """The block on a whole (causal) sequence; also returns its keys and values."""
     q, k, v = self._qkv(x, positions)
-    return self._finish(x, jax.nn.dot_product_attention(q, k, v, is_causal=True)), (k, v)
+    w = self.cfg.sliding_window
+    attn = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                        local_window_size=(w - 1, 0) if w else None)
+    return self._finish(x, attn), (k, v)
 
   def decode(self, x, positions, cache):
     """One new token per row (x [B, 1, d] at `positions` [B, 1]) against the KV cache
@@ -105,7 +108,10 @@ class Block(nnx.Module):
     q, k, v = self._qkv(x, positions)
     rows, at = jnp.arange(x.shape[0]), positions[:, 0]
     ck, cv = cache[0].at[rows, at].set(k[:, 0]), cache[1].at[rows, at].set(v[:, 0])
-    mask = jnp.arange(ck.shape[1])[None, :] <= positions  # [B, T]
+    idx = jnp.arange(ck.shape[1])[None, :]
+    mask = idx <= positions  # [B, T]
+    if self.cfg.sliding_window:
+      mask &= idx > positions - self.cfg.sliding_window
     attn = jax.nn.dot_product_attention(q, ck, cv, mask=mask[:, None, None, :])
     return self._finish(x, attn), (ck, cv)
 
