@@ -110,6 +110,6 @@ def test_a_paper_task_runs_offline_from_local_files_in_its_schema(tmp_path):
   c.train_file = str(bad)
   with pytest.raises(tasks.DataError, match=r"bad.jsonl:1: missing field sol2"):
     data_lib.load_splits(c, ByteTokenizer(), 256, 0)
-  c.name = "anthropic_hh"
-  with pytest.raises(ValueError, match="pairwise task"):
+  c.name = "anthropic_hh"  # pairwise: its rows need both texts
+  with pytest.raises(tasks.DataError, match=r"bad.jsonl:1: missing field chosen"):
     data_lib.load_splits(c, ByteTokenizer(), 256, 0)

@@ -73,6 +73,15 @@ def defaults() -> ml_collections.ConfigDict:
   c.weak = model_spec("tiny-1")
   c.strong = model_spec("tiny-2")
   c.losses = ("xent",)  # student losses; the weak labels and the ceiling are shared
+  c.eval_tasks = ()  # extra evaluation sets: every row of these tasks, scored for every model
+  # Generative fine-tuning of the STRONG model before its ceiling and its students: next-token
+  # loss on the texts of A and B (labels never read). Enabled, a run reports every strong stage
+  # both without and with it.
+  c.generative_finetune = ml_collections.ConfigDict(dict(
+      enabled=False, epochs=1.0,
+      lr=0.0,  # 0: the strong model's fine-tuning learning rate
+      batch_size=0,  # 0: train.batch_size
+  ))
   c.loss = ml_collections.ConfigDict(dict(
       logconf=dict(alpha_max=0.75, warmup_frac=0.2),
       product=dict(alpha=1.0, beta=1.0),
@@ -199,6 +208,18 @@ def validate(cfg, n_devices: int, devices=None) -> None:
     _require(name in losses.LOSSES, "losses", f"unknown loss {name!r}; known: {sorted(losses.LOSSES)}")
   _require(len(cfg.losses) > 0, "losses", "at least one student loss")
   check_growing([cfg.weak, cfg.strong], ["weak", "strong"])
+  pairwise = tasks.TASKS[cfg.task.name].kind == "pairwise"
+  for key in ("weak", "strong"):
+    _require(not (pairwise and cfg[key].mode == "probe"), f"{key}.mode",
+             "reward models (pairwise tasks) are fine-tuned, not probed")
+  for name in cfg.eval_tasks:
+    _require(name in tasks.TASKS and (tasks.TASKS[name].kind == "pairwise") == pairwise,
+             "eval_tasks", f"{name!r} is not a known task of the same kind as task.name")
+  g = cfg.generative_finetune
+  _require(g.epochs > 0 and g.lr >= 0 and g.batch_size >= 0, "generative_finetune",
+           "epochs > 0, lr >= 0, batch_size >= 0")
+  _require(not (g.enabled and cfg.strong.mode == "probe"), "generative_finetune.enabled",
+           "a probed strong model is frozen: generative fine-tuning would not reach its probe")
   _require(t.batch_size > 0, "train.batch_size", "must be positive")
   _require(t.epochs > 0, "train.epochs", "must be positive")
   _require(t.optimizer in ("adam", "adamw"), "train.optimizer", "adam | adamw")

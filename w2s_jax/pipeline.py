@@ -14,7 +14,7 @@ import time
 import jax
 
 from w2s_jax import distributed, metrics, report, sharding, stages, train
-from w2s_jax.data import dataset as data_lib
+from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
 from w2s_jax import models
 
@@ -38,8 +38,12 @@ class Experiment:
     self.cfg, self.workdir = cfg, workdir
     self.tokenizer = get_tokenizer(cfg.tokenizer)
     self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
+    self.pairwise = tasks.get(cfg.task.name).kind == "pairwise"
     self.num_classes = cfg.num_classes or len(self.splits.labels)
+    self.evals = {f"eval:{name}": data_lib.load_eval(name, cfg.task, self.tokenizer, cfg.max_len)
+                  for name in cfg.eval_tasks}
     self.data_keys = {name: getattr(self.splits, name).key() for name in ("a", "b", "test")}
+    self.data_keys.update({name: ds.key() for name, ds in self.evals.items()})
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
@@ -62,7 +66,14 @@ class Experiment:
       self._model_cfgs[k] = mc
     return self._model_cfgs[k]
 
-  def initial_params(self, spec, tr: train.Trainer, seed: int) -> dict:
+  def dataset(self, name: str) -> data_lib.Dataset:
+    return self.evals[name] if name in self.evals else getattr(self.splits, name)
+
+  def initial_params(self, spec, tr: train.Trainer, seed: int, gft: str | None = None) -> dict:
+    """The model's starting point: its generative fine-tuning stage `gft` if given, else its
+    checkpoint or a seeded initialisation."""
+    if gft:
+      return self.store.params("gft", gft, tr.abstract_params(), tr.param_shardings)
     module = models.checkpoint_module(spec.init)
     if module is None:
       return tr.init_params(seed)
@@ -82,7 +93,7 @@ class Experiment:
     if k not in self._trainers:
       self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
                                         self.rules, dtype=self.cfg.train.dtype, remat=spec.remat,
-                                        lora=lora)
+                                        lora=lora, pairwise=self.pairwise)
     return self._trainers[k]
 
   def loss_hp(self, loss: str) -> dict:
@@ -103,10 +114,13 @@ class Experiment:
 
   def _train_and_predict(self, kind, key, spec, model, seed, train_split, targets, loss,
                          eval_splits):
-    """Train `model` on a split (by name: a, b, test) with soft `targets`; predict eval splits."""
+    """Train `model` on a split (by name: a, b, test) with soft `targets`; predict eval splits
+    and the extra evaluation sets."""
     tr = self.trainer(model)
+    eval_splits = list(eval_splits) + list(self.evals)
     label = f"{kind}:{models.display_name(model)}" + (
-        f":{loss}" if kind == "student" else "") + f":s{seed}"
+        f":{loss}" if kind == "student" else "") + (":gft" if spec.get("gft") else "") + \
+        f":s{seed}"
     t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
     fit_args = dict(loss_name=loss, loss_hp=self.loss_hp(loss), tcfg=self.cfg.train,
                     lr=spec["model"]["lr"], seed=seed, writer=self.writer, label=label)
@@ -115,9 +129,9 @@ class Experiment:
       result = train.fit_probe(features[train_split], targets, **fit_args)
       arrays = {name: train.probe_predict(result.params, features[name]) for name in eval_splits}
     else:
-      result = train.fit(tr, self.initial_params(model, tr, seed), getattr(
+      result = train.fit(tr, self.initial_params(model, tr, seed, spec.get("gft")), getattr(
           self.splits, train_split), targets, ckpt_dir=self.store.ckpt_dir(kind, key), **fit_args)
-      arrays = {name: tr.predict(result.params, getattr(self.splits, name),
+      arrays = {name: tr.predict(result.params, self.dataset(name),
                                  self.cfg.train.eval_batch_size, self.cfg.train.buckets)
                 for name in eval_splits}
     test = self.splits.test.labels
@@ -126,7 +140,9 @@ class Experiment:
          "train_seconds": result.seconds, "seconds": time.time() - t0,
          "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
          "compiles": {"all": COMPILES["n"] - compiles,
-                      **{k: tr.traces[k] - traces[k] for k in traces}}}
+                      **{k: tr.traces[k] - traces[k] for k in traces}},
+         **{f"{name}_acc": metrics.accuracy(arrays[name], self.evals[name].labels)
+            for name in self.evals}}
     self.store.save(kind, key, spec, params=result.params, arrays=arrays, metrics=m)
     log.info("[%s] done: test acc %.4f in %.1fs, %d programs compiled (%d train steps) (stage %s)",
              label, m["test_acc"], m["seconds"], m["compiles"]["all"], m["compiles"]["train"], key)
@@ -144,9 +160,9 @@ class Experiment:
       t0 = time.time()
       tr = self.trainer(model)
       params = self.initial_params(model, tr, seed)
-      arrays = {name: tr.predict(params, getattr(self.splits, name),
+      arrays = {name: tr.predict(params, self.dataset(name),
                                  self.cfg.train.eval_batch_size, self.cfg.train.buckets,
-                                 what="features") for name in ("a", "b", "test")}
+                                 what="features") for name in ("a", "b", "test", *self.evals)}
       self.store.save("features", key, spec, arrays=arrays,
                       metrics={"seconds": time.time() - t0})
       log.info("[features:%s] %d examples in %.1fs (stage %s)", models.display_name(model),
@@ -160,11 +176,38 @@ class Experiment:
     return self._spec(kind, model, seed, **extra)
 
   # ------------------------------------------------------------------------------- stages
-  def stage_gt(self, model, seed) -> str:
-    """Model trained on A's ground truth; predictions on test and B. Returns the stage key."""
+  def stage_gft(self, model, seed) -> str:
+    """Generative fine-tuning: `model` trained with next-token loss on the texts of A and B
+    (both texts of a pair); the labels are never read (the key hashes the texts only)."""
+    g = self.cfg.generative_finetune
+    texts, targets = data_lib.text_rows(self.splits.a, self.splits.b)
+    spec = self._spec("gft", model, seed, texts=data_lib.Dataset(
+        texts.tokens, texts.lengths, texts.labels).key(), gft=g.to_dict())
+    key = stages.stage_key(spec)
+    if self.store.done("gft", key):
+      return key
+    tr, t0 = self.trainer(model), time.time()
+    tcfg = self.cfg.train.copy_and_resolve_references()
+    with tcfg.unlocked():
+      tcfg.update(epochs=g.epochs, batch_size=g.batch_size or tcfg.batch_size, micro_batch_size=0)
+    label = f"gft:{models.display_name(model)}:s{seed}"
+    result = train.fit(tr, self.initial_params(model, tr, seed), texts, targets, loss_name="xent",
+                       loss_hp={}, tcfg=tcfg, lr=g.lr or spec["model"]["lr"], seed=seed,
+                       writer=self.writer, label=label, ckpt_dir=self.store.ckpt_dir("gft", key))
+    self.store.save("gft", key, spec, params=result.params, metrics={
+        "seconds": time.time() - t0, "steps": result.steps, "texts": len(texts),
+        "final_train_loss": result.history[-1]["loss"]})
+    log.info("[%s] %d texts, next-token loss %.3f -> %.3f in %.0fs (stage %s)", label, len(texts),
+             result.history[0]["loss"], result.history[-1]["loss"], time.time() - t0, key)
+    return key
+
+  def stage_gt(self, model, seed, gft: bool = False) -> str:
+    """Model trained on A's ground truth; predictions on test and B. Returns the stage key.
+    `gft`: start from the model's generative fine-tuning stage."""
     spec = self._model_spec("gt", model, seed, loss="xent",
                       data={"train": self.data_keys["a"], "eval": [self.data_keys["test"],
-                                                                   self.data_keys["b"]]})
+                                                                   self.data_keys["b"]]},
+                      **self._evals_and_gft(model, seed, gft))
     key = stages.stage_key(spec)
     if self.store.done("gt", key):
       log.info("[gt:%s:s%d] cached (stage %s)", models.display_name(model), seed, key)
@@ -174,11 +217,20 @@ class Experiment:
                               ["test", "b"])
     return key
 
-  def stage_student(self, weak_key, model, loss, seed) -> str:
+  def _evals_and_gft(self, model, seed, gft: bool) -> dict:
+    """Spec entries for the extra evaluation sets and the generative fine-tuning stage (only
+    when present, so that keys of runs without them are unchanged)."""
+    out = {"gft": self.stage_gft(model, seed)} if gft else {}
+    if self.evals:
+      out["eval_sets"] = {name: self.data_keys[name] for name in self.evals}
+    return out
+
+  def stage_student(self, weak_key, model, loss, seed, gft: bool = False) -> str:
     """Strong model trained on B's weak labels (the weak gt stage's soft predictions)."""
     spec = self._model_spec("student", model, seed, loss=loss,
                       loss_hp=self.loss_hp(loss), weak_labels=weak_key,
-                      data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]})
+                      data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]},
+                      **self._evals_and_gft(model, seed, gft))
     key = stages.stage_key(spec)
     if self.store.done("student", key):
       log.info("[student:%s:%s:s%d] cached (stage %s)", models.display_name(model), loss, seed,
@@ -197,26 +249,28 @@ def run(cfg, workdir: str) -> list[dict]:
   test_labels = exp.splits.test.labels
   weak, strong = models.display_name(cfg.weak), models.display_name(cfg.strong)
   rows = []
-  for seed in cfg.seeds:
-    weak_key = exp.stage_gt(cfg.weak, seed)
-    ceiling_key = exp.stage_gt(cfg.strong, seed)
-    for loss in cfg.losses:
-      student_key = exp.stage_student(weak_key, cfg.strong, loss, seed)
-      probs = {name: exp.store.arrays(kind, key)["test"] for name, kind, key in (
-          ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),
-          ("student", "student", student_key))}
-      scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
-                                 samples=cfg.bootstrap_samples, seed=seed)
-      rows.append({
-          "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], weak, strong,
-                                          loss, seed)),
-          "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": weak,
-          "strong": strong, "loss": loss, "seed": seed, **scores,
-          "stage_keys": {"weak": weak_key, "ceiling": ceiling_key, "student": student_key},
-          "seconds": {name: exp.store.metrics(kind, key)["seconds"] for name, kind, key in (
-              ("weak", "gt", weak_key), ("ceiling", "gt", ceiling_key),
-              ("student", "student", student_key))},
-      })
+  gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
+  stage_keys = {}  # each stage once per run: (seed), (seed, gft), (seed, gft, loss)
+  for seed, gft, loss in ((s, g, l) for s in cfg.seeds for g in gft_variants for l in cfg.losses):
+    if seed not in stage_keys:
+      stage_keys[seed] = exp.stage_gt(cfg.weak, seed)
+    if (seed, gft) not in stage_keys:
+      stage_keys[seed, gft] = exp.stage_gt(cfg.strong, seed, gft)
+    keys = {"weak": stage_keys[seed], "ceiling": stage_keys[seed, gft]}
+    keys["student"] = exp.stage_student(keys["weak"], cfg.strong, loss, seed, gft)
+    kinds = {"weak": "gt", "ceiling": "gt", "student": "student"}
+    probs = {n: exp.store.arrays(kinds[n], k)["test"] for n, k in keys.items()}
+    m = {n: exp.store.metrics(kinds[n], k) for n, k in keys.items()}
+    scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
+                               samples=cfg.bootstrap_samples, seed=seed)
+    rows.append({
+        "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], weak, strong,
+                                        loss, seed) + (("gft",) if gft else ())),
+        "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": weak,
+        "strong": strong, "loss": loss, "seed": seed, "gft": gft, **scores,
+        "eval_sets": {name: {n: v[f"{name}_acc"] for n, v in m.items()} for name in exp.evals},
+        "stage_keys": keys, "seconds": {n: v["seconds"] for n, v in m.items()},
+    })
   if distributed.is_main():
     path = report.write_results(workdir, rows)
     log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)

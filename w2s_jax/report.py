@@ -53,14 +53,15 @@ def summary_table(runs: list[dict]) -> str:
   head = f"{'weak':>14} {'strong':>14} {'loss':>8} {'seed':>4} {'weak':>6} {'student':>7} " \
          f"{'ceiling':>7} {'PGR':>6} {'PGR 95% CI':>16} {'agree':>6}"
   lines = [head, "-" * len(head)]
+  method = lambda r: r["loss"] + ("+gft" if r.get("gft") else "")  # noqa: E731
   for r in runs:
     ci = "[{:+.2f}, {:+.2f}]".format(*r["pgr_ci95"]) if all(
         v is not None and math.isfinite(v) for v in r["pgr_ci95"]) else "n/a"
-    lines.append(f"{r['weak']:>14} {r['strong']:>14} {r['loss']:>8} {r['seed']:>4} "
+    lines.append(f"{r['weak']:>14} {r['strong']:>14} {method(r):>8} {r['seed']:>4} "
                  f"{r['weak_acc']:6.3f} {r['student_acc']:7.3f} {r['ceiling_acc']:7.3f} "
                  f"{r['pgr']:6.2f} {ci:>16} {r['agreement']:6.3f}")
-  for loss in dict.fromkeys(r["loss"] for r in runs):
-    valid = [r["pgr"] for r in runs if r["loss"] == loss and r["pgr_valid"]]
+  for loss in dict.fromkeys(method(r) for r in runs):
+    valid = [r["pgr"] for r in runs if method(r) == loss and r["pgr_valid"]]
     med = f"{np.median(valid):.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
     lines.append(f"median PGR [{loss}] over {len(valid)} valid runs: {med}")
   return "\n".join(lines)

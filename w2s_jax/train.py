@@ -58,13 +58,16 @@ class Trainer:
   """Compiled programs of one model (architecture, classes, dtype) on one mesh."""
 
   def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
-               dtype: str = "float32", remat: str = "none", lora=None):
-    """`lora`: None (full fine-tuning) or (rank, alpha, target weight names)."""
+               dtype: str = "float32", remat: str = "none", lora=None, pairwise: bool = False):
+    """`lora`: None (full fine-tuning) or (rank, alpha, target weight names). `pairwise`: a
+    reward model: rows are pairs of texts, the head gives one scalar per text, and the two
+    "classes" are the Bradley-Terry preference (class 1: the first text preferred)."""
     self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
-    self.lora = lora
+    self.lora, self.pairwise = lora, pairwise
     # num_classes=0: the next-token head; its "classes" are the vocabulary (one-token answers).
     self.classes = num_classes or model_cfg.vocab_size
-    make = lambda seed: Transformer(model_cfg, num_classes, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
+    heads = 1 if pairwise else num_classes
+    make = lambda seed: Transformer(model_cfg, heads, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
                                     rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
@@ -105,7 +108,14 @@ class Trainer:
     return self._batch_sharding(2)
 
   def logits(self, params, tokens, lengths):
-    return self.merge(params)(tokens, lengths, self.act_sharding())
+    model = self.merge(params)
+    if self.pairwise:  # tokens [B, L, 2], lengths [B, 2]: both texts of a pair in one batch
+      b = tokens.shape[0]
+      reward = model(jnp.concatenate([tokens[..., 0], tokens[..., 1]]),
+                     jnp.concatenate([lengths[:, 0], lengths[:, 1]]), self.act_sharding())[:, 0]
+      # softmax([r_B, r_A])[1] = sigmoid(r_A - r_B): Bradley-Terry P(first preferred).
+      return jnp.stack([reward[b:], reward[:b]], -1)
+    return model(tokens, lengths, self.act_sharding())
 
   # ------------------------------------------------------------------------------ predict
   def _predict_fn(self, params, tokens, lengths, what):

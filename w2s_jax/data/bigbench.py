@@ -8,15 +8,20 @@ Each task becomes binary and balanced like the paper's tasks; BIG-bench has no t
 """
 import json
 import os
+import zlib
+
+import numpy as np
 
 from w2s_jax import fetch
-from w2s_jax.data.nlp_tasks import choice_pair
+from w2s_jax.data.nlp_tasks import choice_pair, preference_pair
 from w2s_jax.data.tasks import DataError, Task as _Task
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en", "multiemo/all_sentence_en",
-           "vitaminc_fact_verification", "social_iqa", "timedial", "checkmate_in_one")
+           "vitaminc_fact_verification", "social_iqa", "timedial", "checkmate_in_one",
+           "hhh_alignment/harmless", "hhh_alignment/helpful", "hhh_alignment/honest",
+           "hhh_alignment/other")
 
 
 def _member(name: str):
@@ -83,6 +88,31 @@ def f_multiple_choice(r, cfg, labels):
                      answers.index(_best(r)))
 
 
+def pairwise_choice(r, cfg, labels):
+  """PAIRWISE from a multiple-choice row: (prompt + best answer, prompt + a random other
+  answer), in a random order; label 1 when the first is the better one."""
+  scores = _scores(r)
+  best = _best(r)
+  others = [a for a in scores if a != best]
+  if not others:
+    raise DataError(f"{r.get('_where', '?')}: a pair needs at least two choices")
+  rng = np.random.default_rng([cfg.format_seed, zlib.crc32(r["_where"].encode()), 1])
+  other = others[int(rng.integers(len(others)))]
+  prompt = r["input"].strip()
+  return preference_pair(r, cfg, f"{prompt}\nAnswer: {best}", f"{prompt}\nAnswer: {other}")
+
+
+def hhh_loader(cfg):
+  rows = []
+  for part in ("harmless", "helpful", "honest", "other"):
+    rows += loader(f"hhh_alignment/{part}")(cfg)["train"]
+  return {"train": rows}
+
+
+def _pairwise(load):
+  return _Task(load, pairwise_choice, lambda c: BINARY, "pairwise", balance=True)
+
+
 BINARY = ("false", "true")
 BIGBENCH_TASKS = {
     "bigbench-strategyqa": Task(loader("strategyqa"), yes_no("Yes"), lambda c: BINARY),
@@ -97,4 +127,8 @@ BIGBENCH_TASKS = {
                               yes_no("True"), lambda c: BINARY),
     "bigbench-social_iqa": Task(loader("social_iqa"), f_multiple_choice, lambda c: BINARY),
     "bigbench-timedial": Task(loader("timedial"), f_multiple_choice, lambda c: BINARY),
+    # Preference pairs for reward models (offline): the better vs another answer.
+    "bigbench-social_iqa-pairs": _pairwise(loader("social_iqa")),
+    "bigbench-timedial-pairs": _pairwise(loader("timedial")),
+    "bigbench-hhh_alignment": _pairwise(hhh_loader),  # 221 pairs: an extra evaluation set
 }

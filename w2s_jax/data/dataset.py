@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class Dataset(NamedTuple):
-  tokens: np.ndarray  # [N, max_len] int32, right-padded with 0 (or [N, max_len, K]: K ids per position)
-  lengths: np.ndarray  # [N] int32, >= 1
+  # [N, max_len] int32, right-padded with 0; or [N, max_len, K]: K ids per position (chess), or
+  # K = 2 texts per row (pairwise: lengths [N, 2]).
+  tokens: np.ndarray
+  lengths: np.ndarray  # [N] int32, >= 1 (pairs: [N, 2])
   labels: np.ndarray  # [N] int32 ground truth
 
   def __len__(self):
@@ -35,7 +37,7 @@ class Dataset(NamedTuple):
     for a in (self.lengths, self.labels):
       h.update(np.ascontiguousarray(a).tobytes())
     for row, n in zip(self.tokens, self.lengths):
-      h.update(row[:n].tobytes())
+      h.update(row[:int(np.max(n))].tobytes())
     return h.hexdigest()[:16]
 
 
@@ -48,19 +50,26 @@ class Splits(NamedTuple):
 
 
 def tokenize(rows, task, task_cfg, labels, tokenizer, max_len) -> tuple[Dataset, int]:
+  """Pairwise tasks format to ((text_a, text_b), label): tokens [N, max_len, 2], lengths
+  [N, 2]; a pair is dropped when either text is too long."""
+  pair = task.kind == "pairwise"
   ids, ys, dropped = [], [], 0
   for row in rows:
     text, y = task.format(row, task_cfg, labels)
-    t = tokenizer.encode(text)
-    if len(t) > max_len or len(t) == 0:
+    ts = [tokenizer.encode(t) for t in (text if pair else (text,))]
+    if any(len(t) > max_len or len(t) == 0 for t in ts):
       dropped += 1
       continue
-    ids.append(t)
+    ids.append(ts)
     ys.append(y)
-  tokens = np.zeros((len(ids), max_len), np.int32)
-  for i, t in enumerate(ids):
-    tokens[i, :len(t)] = t
-  return Dataset(tokens, np.int32([len(t) for t in ids]), np.int32(ys)), dropped
+  tokens = np.zeros((len(ids), max_len, 2 if pair else 1), np.int32)
+  lengths = np.zeros((len(ids), 2 if pair else 1), np.int32)
+  for i, ts in enumerate(ids):
+    for j, t in enumerate(ts):
+      tokens[i, :len(t), j], lengths[i, j] = t, len(t)
+  if not pair:
+    tokens, lengths = tokens[..., 0], lengths[:, 0]
+  return Dataset(tokens, lengths, np.int32(ys)), dropped
 
 
 def balance(ds: Dataset, rng) -> Dataset:
@@ -74,9 +83,6 @@ def balance(ds: Dataset, rng) -> Dataset:
 
 def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
   task = tasks.get(task_cfg.name)
-  if task.kind != "classification":
-    raise ValueError(f"config.task.name: {task_cfg.name!r} is a {task.kind} task; the "
-                     "classification pipeline cannot train on it")
   labels = task.labels(task_cfg)
   raw = task.load(task_cfg)
   rng = np.random.default_rng(data_seed)
@@ -105,6 +111,39 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
                 d_train, d_test, max_len)
   return Splits(train.take(np.arange(half)), train.take(np.arange(half, 2 * half)), test,
                 labels, dropped)
+
+
+def load_eval(name: str, task_cfg, tokenizer, max_len: int) -> Dataset:
+  """Every row (train and test) of task `name`, formatted with `task_cfg`'s settings: an extra
+  evaluation set (e.g. hhh_alignment for reward models)."""
+  cfg = task_cfg.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.name = name
+  task = tasks.get(name)
+  raw = task.load(cfg)
+  ds, _ = tokenize(raw["train"] + raw.get("test", []), task, cfg, task.labels(cfg), tokenizer,
+                   max_len)
+  return ds
+
+
+def text_rows(*datasets: Dataset):
+  """Language-modelling rows of `datasets` (both texts of a pair), labels dropped: (tokens
+  [M, L], lengths [M], next-token targets [M, L - 1] -1 padded) for generative fine-tuning."""
+  tokens, lengths = [], []
+  for ds in datasets:
+    if ds.tokens.ndim == 3:
+      tokens += [ds.tokens[..., j] for j in range(ds.tokens.shape[2])]
+      lengths += [ds.lengths[:, j] for j in range(ds.lengths.shape[1])]
+    else:
+      tokens.append(ds.tokens)
+      lengths.append(ds.lengths)
+  tokens, lengths = np.concatenate(tokens), np.concatenate(lengths)
+  keep = lengths >= 2  # a one-token text predicts nothing
+  tokens, lengths = tokens[keep], lengths[keep]
+  targets = np.full((len(tokens), tokens.shape[1] - 1), -1, np.int32)
+  for i, n in enumerate(lengths):
+    targets[i, :n - 1] = tokens[i, 1:n]
+  return Dataset(tokens, lengths, np.zeros(len(tokens), np.int32)), targets
 
 
 # ---------------------------------------------------------------------------------- batching
@@ -143,12 +182,13 @@ def train_batch(ds: Dataset, targets: np.ndarray, step: int, *, batch_size: int,
 def eval_batches(ds: Dataset, batch_size: int, buckets):
   """(indices, batch) over `ds` sorted by length (less padding); the last batch is padded with
   length-1 dummy rows, which `indices` (the real rows, in order) leaves out."""
-  order = np.argsort(ds.lengths, kind="stable")
+  longest = ds.lengths.reshape(len(ds), -1).max(-1)
+  order = np.argsort(longest, kind="stable")
   for start in range(0, len(order), batch_size):
     idx = order[start:start + batch_size]
-    length = bucket_length(int(ds.lengths[idx].max()), buckets)
+    length = bucket_length(int(longest[idx].max()), buckets)
     tokens = np.zeros((batch_size, length) + ds.tokens.shape[2:], np.int32)
-    lengths = np.ones((batch_size,), np.int32)
+    lengths = np.ones((batch_size,) + ds.lengths.shape[1:], np.int32)
     tokens[:len(idx)] = ds.tokens[idx, :length]
     lengths[:len(idx)] = ds.lengths[idx]
     yield idx, {"tokens": tokens, "lengths": lengths}

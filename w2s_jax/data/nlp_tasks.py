@@ -186,12 +186,29 @@ def f_twitter(r, cfg, labels):
   return _get(r, "text"), int(_get(r, "feeling"))
 
 
+def preference_pair(row, cfg, chosen: str, rejected: str):
+  """PAIRWISE: (chosen, rejected) in a random order (a function of the row and
+  task.format_seed: position carries no label); label 1 when the first is preferred."""
+  first_chosen = int(_rng(row, cfg).random() < 0.5)
+  return ((chosen, rejected) if first_chosen else (rejected, chosen)), first_chosen
+
+
 def f_anthropic_hh(r, cfg, labels):
-  """PAIRWISE: (chosen, rejected) in a random order; label 1 when the first is preferred."""
-  rng = _rng(r, cfg)
-  first_chosen = int(rng.random() < 0.5)
-  a, b = (_get(r, "chosen"), _get(r, "rejected"))[::1 if first_chosen else -1]
-  return (a, b), first_chosen
+  return preference_pair(r, cfg, _get(r, "chosen"), _get(r, "rejected"))
+
+
+def _last_turn(messages, where):
+  """A chat transcript (list of {"role", "content"}) as plain text."""
+  if not isinstance(messages, list) or not messages:
+    raise DataError(f"{where}: expected a non-empty list of chat messages")
+  return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def f_ultrafeedback(r, cfg, labels):
+  """HuggingFaceH4/ultrafeedback_binarized: chat transcripts `chosen` and `rejected`."""
+  where = r.get("_where", "?")
+  return preference_pair(r, cfg, _last_turn(_get(r, "chosen"), where),
+                         _last_turn(_get(r, "rejected"), where))
 
 
 def _binary(load, fmt, kind="classification"):
@@ -232,4 +249,7 @@ PAPER_TASKS = {
                                  f_twitter),
     "anthropic_hh": _binary(hub_loader("Anthropic/hh-rlhf", test="test"), f_anthropic_hh,
                             kind="pairwise"),
+    "ultrafeedback": _binary(hub_loader("HuggingFaceH4/ultrafeedback_binarized",
+                                        train="train_prefs", test="test_prefs"),
+                             f_ultrafeedback, kind="pairwise"),
 }

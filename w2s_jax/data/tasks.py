@@ -146,8 +146,34 @@ def load_synthetic(cfg):
   return {"train": rows(cfg.n_train or 4000), "test": rows(cfg.n_test or 1000)}
 
 
+def load_synthetic_pairs(cfg):
+  """Preference pairs of synthetic texts: (a positive text, a negative one); the positive
+  text is preferred."""
+  rng = np.random.default_rng(cfg.synthetic_seed)
+
+  def rows(n, split):
+    return [{"chosen": synthetic_example(rng, 1, cfg.negation_rate, cfg.synthetic_items),
+             "rejected": synthetic_example(rng, 0, cfg.negation_rate, cfg.synthetic_items),
+             "_where": f"synthetic-pairs {split} row {i}"} for i in range(n)]
+
+  return {"train": rows(cfg.n_train or 4000, "train"), "test": rows(cfg.n_test or 1000, "test")}
+
+
+def _chosen_rejected(row, cfg, labels):
+  from w2s_jax.data.nlp_tasks import preference_pair  # noqa: PLC0415  (imports this module)
+  for k in ("chosen", "rejected"):
+    if not isinstance(row.get(k), str):
+      raise DataError(f"{row.get('_where', '?')}: field {k!r} must be a string")
+  return preference_pair(row, cfg, row["chosen"], row["rejected"])
+
+
 TASKS = {
     "synthetic": Task(load_synthetic, _text_label, lambda cfg: ("negative", "positive")),
+    "synthetic-pairs": Task(load_synthetic_pairs, _chosen_rejected,
+                            lambda cfg: ("second", "first"), "pairwise"),
+    # Your preference pairs: {"chosen": ..., "rejected": ...} per line.
+    "jsonl-pairs": Task(load_jsonl, _chosen_rejected, lambda cfg: ("second", "first"),
+                        "pairwise"),
     "jsonl": Task(load_jsonl, _text_label, lambda cfg: tuple(cfg.labels)),
     "hf": Task(load_hf, _text_label, lambda cfg: tuple(cfg.labels)),
     "tfds": Task(load_tfds, _text_label, lambda cfg: tuple(cfg.labels)),
