@@ -121,8 +121,13 @@ def load_eval(name: str, task_cfg, tokenizer, max_len: int) -> Dataset:
     cfg.name = name
   task = tasks.get(name)
   raw = task.load(cfg)
-  ds, _ = tokenize(raw["train"] + raw.get("test", []), task, cfg, task.labels(cfg), tokenizer,
-                   max_len)
+  rows = raw["train"] + raw.get("test", [])
+  ds, dropped = tokenize(rows, task, cfg, task.labels(cfg), tokenizer, max_len)
+  if dropped:
+    log.warning("eval task %s: %d of %d rows dropped as longer than max_len=%d", name, dropped,
+                len(rows), max_len)
+  if not len(ds):
+    raise ValueError(f"config.eval_tasks: every row of {name!r} is longer than max_len={max_len}")
   return ds
 
 
