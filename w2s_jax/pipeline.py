@@ -23,6 +23,16 @@ log = logging.getLogger("w2s_jax")
 # Config keys that change no stage output (logging, evaluation batching).
 NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
 
+
+def hashed_train(tcfg) -> dict:
+  """What a stage key hashes of a train config."""
+  return {k: v for k, v in tcfg.to_dict().items() if k not in NOT_HASHED}
+
+
+def loss_hp(cfg, loss: str) -> dict:
+  """The hyper-parameters of student loss `loss` (config.loss.<name>; none for most)."""
+  return cfg.loss[loss].to_dict() if loss in cfg.loss else {}
+
 # Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
 # compile a handful of programs per stage, not one per batch.
 COMPILES = {"n": 0}
@@ -48,7 +58,7 @@ class Experiment:
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
     self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
-    self._trainers, self._model_cfgs, self._fingerprints = {}, {}, {}
+    self._trainers, self._model_cfgs, self._texts = {}, {}, None
     log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); %d classes; mesh %s",
              len(self.splits.a), len(self.splits.b), len(self.splits.test), self.splits.dropped,
              self.num_classes, dict(self.mesh.shape))
@@ -74,18 +84,7 @@ class Experiment:
     checkpoint or a seeded initialisation."""
     if gft:
       return self.store.params("gft", gft, tr.abstract_params(), tr.param_shardings)
-    module = models.checkpoint_module(spec.init)
-    if module is None:
-      return tr.init_params(seed)
-    return module.load_params(spec.init.split(":", 1)[1], tr.abstract_params(),
-                              tr.param_shardings)
-
-  def checkpoint_fingerprint(self, init: str):
-    """Identity of a checkpoint init for stage keys, hashed once per run."""
-    if init not in self._fingerprints:
-      module = models.checkpoint_module(init)
-      self._fingerprints[init] = module.fingerprint(init.split(":", 1)[1]) if module else None
-    return self._fingerprints[init]
+    return models.initial_params(spec.init, tr, seed)
 
   def trainer(self, spec) -> train.Trainer:
     lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
@@ -97,7 +96,7 @@ class Experiment:
     return self._trainers[k]
 
   def loss_hp(self, loss: str) -> dict:
-    return self.cfg.loss[loss].to_dict() if loss in self.cfg.loss else {}
+    return loss_hp(self.cfg, loss)
 
   def _spec(self, kind, model, seed, **extra) -> dict:
     mc = self.model_cfg(model)
@@ -107,9 +106,9 @@ class Experiment:
                   "lora": [model.lora_rank, model.lora_alpha, list(model.lora_targets)]
                   if model.lora_rank else None,
                   **dataclasses.asdict(mc),
-                  "checkpoint": self.checkpoint_fingerprint(model.init),
+                  "checkpoint": models.fingerprint(model.init),
                   "lr": train.learning_rate(self.cfg.train, mc, model.lr)},
-        "train": {k: v for k, v in self.cfg.train.to_dict().items() if k not in NOT_HASHED},
+        "train": hashed_train(self.cfg.train),
         "tokenizer": self.cfg.tokenizer, **extra}
 
   def _train_and_predict(self, kind, key, spec, model, seed, train_split, targets, loss,
@@ -180,16 +179,17 @@ class Experiment:
     """Generative fine-tuning: `model` trained with next-token loss on the texts of A and B
     (both texts of a pair); the labels are never read (the key hashes the texts only)."""
     g = self.cfg.generative_finetune
-    texts, targets = data_lib.text_rows(self.splits.a, self.splits.b)
-    spec = self._spec("gft", model, seed, texts=data_lib.Dataset(
-        texts.tokens, texts.lengths, texts.labels).key(), gft=g.to_dict())
+    if self._texts is None:  # every strong stage asks for the key: build the texts once
+      texts = data_lib.text_rows(self.splits.a, self.splits.b)
+      self._texts = (*texts, texts[0].key())  # the key hashes tokens; the labels are zeros
+    texts, targets, texts_key = self._texts
+    spec = self._spec("gft", model, seed, texts=texts_key, gft=g.to_dict())
     key = stages.stage_key(spec)
     if self.store.done("gft", key):
       return key
     tr, t0 = self.trainer(model), time.time()
-    tcfg = self.cfg.train.copy_and_resolve_references()
-    with tcfg.unlocked():
-      tcfg.update(epochs=g.epochs, batch_size=g.batch_size or tcfg.batch_size, micro_batch_size=0)
+    tcfg = train.with_overrides(self.cfg.train, epochs=g.epochs, micro_batch_size=0,
+                                batch_size=g.batch_size or self.cfg.train.batch_size)
     label = f"gft:{models.display_name(model)}:s{seed}"
     result = train.fit(tr, self.initial_params(model, tr, seed), texts, targets, loss_name="xent",
                        loss_hp={}, tcfg=tcfg, lr=g.lr or spec["model"]["lr"], seed=seed,

@@ -28,6 +28,14 @@ class NonFiniteLoss(FloatingPointError):
   pass
 
 
+def with_overrides(tcfg, **override):
+  """A copy of the train config with some values changed (pretraining, generative stages)."""
+  t = tcfg.copy_and_resolve_references()
+  with t.unlocked():
+    t.update(override)
+  return t
+
+
 def learning_rate(tcfg, model_cfg: ModelConfig, override: float = 0.0) -> float:
   """The reference rule: `lr` up to `large_model_params` parameters, `lr_large` above."""
   if override > 0:

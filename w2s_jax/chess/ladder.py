@@ -22,7 +22,7 @@ import numpy as np
 from w2s_jax import config as config_lib, distributed, metrics, models, report, sharding, \
     stages, train
 from w2s_jax.chess import corpus as corpus_lib, decode, puzzles
-from w2s_jax.pipeline import COMPILES, NOT_HASHED
+from w2s_jax.pipeline import COMPILES, hashed_train, loss_hp
 
 log = logging.getLogger("w2s_jax")
 
@@ -59,7 +59,8 @@ class Ladder:
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
     self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
-    self._trainers, self._fingerprints = {}, {}
+    # Stage keys and parsed answers, computed once per run (every stage spec asks for them).
+    self._trainers, self._keys, self._moves = {}, {}, {}
     log.info("puzzles (%s): %s; mesh %s", ch.puzzles,
              {k: len(v) for k, v in self.positions.items()}, dict(self.mesh.shape))
 
@@ -74,25 +75,17 @@ class Ladder:
 
   def _model(self, rung) -> dict:
     """What a stage key hashes of a rung's model (a checkpoint is fingerprinted once per run)."""
-    tr = self.trainer(rung)
-    if rung.init not in self._fingerprints:
-      module = models.checkpoint_module(rung.init)
-      self._fingerprints[rung.init] = module.fingerprint(rung.init.split(":", 1)[1]) \
-          if module else None
-    return {"size": rung.size, "init": rung.init, **dataclasses.asdict(tr.model_cfg),
-            "checkpoint": self._fingerprints[rung.init]}
-
-  def _train_cfg(self, **override):
-    t = self.cfg.train.copy_and_resolve_references()
-    with t.unlocked():
-      t.update(override)
-    return t
-
-  def _hashed_train(self, tcfg) -> dict:
-    return {k: v for k, v in tcfg.to_dict().items() if k not in NOT_HASHED}
+    return {"size": rung.size, "init": rung.init,
+            **dataclasses.asdict(self.trainer(rung).model_cfg),
+            "checkpoint": models.fingerprint(rung.init)}
 
   # ------------------------------------------------------------------------------- stages
   def stage_corpus(self) -> str:
+    if "corpus" not in self._keys:
+      self._keys["corpus"] = self._stage_corpus()
+    return self._keys["corpus"]
+
+  def _stage_corpus(self) -> str:
     c = self.cfg.chess.corpus
     exclude = self.puzzle_keys
     spec = {"kind": "corpus", **c.to_dict(),
@@ -121,15 +114,20 @@ class Ladder:
 
   def stage_pretrain(self, i: int) -> str | None:
     """Rung i after its pretraining budget on the corpus (None: no pretraining)."""
+    if ("pretrain", i) not in self._keys:
+      self._keys["pretrain", i] = self._stage_pretrain(i)
+    return self._keys["pretrain", i]
+
+  def _stage_pretrain(self, i: int) -> str | None:
     rung = self.rungs[i]
     if not rung.pretrain_steps:
       return None
     p = self.cfg.chess.pretrain
     corpus_key = self.stage_corpus()
-    tcfg = self._train_cfg(batch_size=p.batch_size, micro_batch_size=0, lr=p.lr,
-                           warmup_steps=p.warmup_steps, epochs=1.0)
+    tcfg = train.with_overrides(self.cfg.train, batch_size=p.batch_size, micro_batch_size=0,
+                                lr=p.lr, warmup_steps=p.warmup_steps, epochs=1.0)
     spec = {"kind": "pretrain", "model": self._model(rung), "steps": rung.pretrain_steps,
-            "train": self._hashed_train(tcfg), "corpus": corpus_key, "seed": p.seed,
+            "train": hashed_train(tcfg), "corpus": corpus_key, "seed": p.seed,
             "encoding": self.codec.spec}
     key = stages.stage_key(spec)
     if self.store.done("pretrain", key):
@@ -160,11 +158,7 @@ class Ladder:
     pre = self.stage_pretrain(i)
     if pre:
       return self.store.params("pretrain", pre, tr.abstract_params(), tr.param_shardings)
-    module = models.checkpoint_module(rung.init)
-    if module:
-      return module.load_params(rung.init.split(":", 1)[1], tr.abstract_params(),
-                                tr.param_shardings)
-    return tr.init_params(seed)
+    return models.initial_params(rung.init, tr, seed)
 
   def _score(self, tr, params, *names, zero_shot=False):
     """Predictions (the codec's answers) of `names` and their metrics."""
@@ -175,9 +169,8 @@ class Ladder:
       arrays[name] = answers
       moves = self.codec.moves(answers, self.positions[name])
       right = moves == self.answers[name]
-      prefix = "" if name == "test" else f"{name}_"
-      m[f"{prefix}test_acc" if not prefix else f"{prefix}acc"] = float(right.mean())
-      m[f"{prefix}legal" if prefix else "test_legal"] = float((moves != "").mean())
+      prefix = "test_" if name == "test" else f"{name}_"
+      m[prefix + "acc"], m[prefix + "legal"] = float(right.mean()), float((moves != "").mean())
       if name == "test" and not zero_shot:
         m["test_acc_by_rating"] = self._by_rating(right, self.positions[name])
     return arrays, m
@@ -195,11 +188,11 @@ class Ladder:
     """Rung i fine-tuned on `split`'s ground truth (supervisor None) or on the supervisor
     stage's answers for it."""
     rung, ch = self.rungs[i], self.cfg.chess
-    loss_hp = self.cfg.loss[loss].to_dict() if loss in self.cfg.loss else {}
+    hp = loss_hp(self.cfg, loss)
     spec = {"kind": "finetune", "model": self._model(rung), "lr": rung.lr or self.cfg.train.lr,
-            "pretrain": self.stage_pretrain(i), "train": self._hashed_train(self.cfg.train),
+            "pretrain": self.stage_pretrain(i), "train": hashed_train(self.cfg.train),
             "data": self.data_keys[split], "labels": supervisor or "ground truth",
-            "loss": loss, "loss_hp": loss_hp, "seed": seed, "legal_mask": ch.legal_mask,
+            "loss": loss, "loss_hp": hp, "seed": seed, "legal_mask": ch.legal_mask,
             "eval": sorted(self.data_keys.values()), "encoding": self.codec.spec}
     key = stages.stage_key(spec)
     label = f"{'gt' if supervisor is None else 'student'}:{rung_name(i, rung)}:{split}:{loss}" \
@@ -212,7 +205,7 @@ class Ladder:
         supervisor is None) else self.store.arrays("finetune", supervisor)[split])
     t0, compiles = time.time(), COMPILES["n"]
     result = train.fit(tr, self.initial_params(i, seed), ds, targets, loss_name=loss,
-                       loss_hp=loss_hp, tcfg=self.cfg.train, lr=spec["lr"], seed=seed,
+                       loss_hp=hp, tcfg=self.cfg.train, lr=spec["lr"], seed=seed,
                        writer=self.writer, label=label,
                        ckpt_dir=self.store.ckpt_dir("finetune", key))
     names = [n for n in self.data if n != split]
@@ -225,9 +218,15 @@ class Ladder:
              m["test_legal"], m["seconds"], key)
     return key
 
+  def test_moves(self, key: str) -> np.ndarray:
+    """A finetune stage's test answers as moves ("" for an illegal one), parsed once."""
+    if key not in self._moves:
+      self._moves[key] = self.codec.moves(self.store.arrays("finetune", key)["test"],
+                                          self.positions["test"])
+    return self._moves[key]
+
   def correct(self, key: str) -> np.ndarray:
-    moves = self.codec.moves(self.store.arrays("finetune", key)["test"], self.positions["test"])
-    return moves == self.answers["test"]
+    return self.test_moves(key) == self.answers["test"]
 
 
 def run(cfg, workdir: str) -> list[dict]:
@@ -269,9 +268,7 @@ def run(cfg, workdir: str) -> list[dict]:
               "legal": {n: m[n]["test_legal"] for n in keys},
               "by_rating": {n: m[n]["test_acc_by_rating"] for n in keys},
               "eval_sets": {s: {n: m[n][f"{s}_acc"] for n in keys} for s in cfg.chess.eval_sets},
-              "agreement": float(np.mean(lad.codec.moves(lad.store.arrays(
-                  "finetune", student)["test"], lad.positions["test"]) == lad.codec.moves(
-                  lad.store.arrays("finetune", weak)["test"], lad.positions["test"]))),
+              "agreement": float(np.mean(lad.test_moves(student) == lad.test_moves(weak))),
               "n_test": len(lad.positions["test"]), "stage_keys": keys,
               "seconds": {n: m[n]["seconds"] for n in keys},
           })

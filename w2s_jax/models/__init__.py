@@ -1,4 +1,6 @@
 """Models: the size table, the NNX transformer, checkpoints (Hugging Face safetensors, GGUF)."""
+import functools
+
 from w2s_jax.models.sizes import SIZES, ModelConfig, model_config, param_count
 from w2s_jax.models.transformer import Transformer
 
@@ -28,6 +30,23 @@ def from_spec(spec, vocab_size: int) -> ModelConfig:
     raise ValueError(f"checkpoint {spec.init} does not have the shape of size {spec.size!r}; "
                      "use size 'auto' to take it from the checkpoint")
   return mc
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint(init: str):
+  """Identity of a checkpoint init for stage keys (None for "scratch"), hashed once per process."""
+  module = checkpoint_module(init)
+  return module.fingerprint(init.split(":", 1)[1]) if module else None
+
+
+def initial_params(init: str, trainer, seed: int) -> dict:
+  """A trainer's starting parameters: the checkpoint `init` names, loaded into the trainer's
+  shards, or a seeded initialisation for "scratch"."""
+  module = checkpoint_module(init)
+  if module is None:
+    return trainer.init_params(seed)
+  return module.load_params(init.split(":", 1)[1], trainer.abstract_params(),
+                            trainer.param_shardings)
 
 
 def display_name(spec) -> str:
