@@ -2,6 +2,7 @@
 
   python benchmarks/offline_table.py --mode probe --tasks bigbench-multiemo-sentence,\\
       bigbench-strategyqa,bigbench-vitaminc --seeds 0,1,2 [--n_train 1000 --n_test 500]
+  python benchmarks/offline_table.py --mode full --n_strong_train 128   # full fine-tunes on CPU
 
 Each task is one `python -m w2s_jax.main --config=configs/nlp.py:offline` run (weak: tiny-2 from
 scratch; strong: SmolLM2-135M in `--mode` probe, full or lora), in WORKDIR/TASK-MODE, so reruns
@@ -26,26 +27,42 @@ def main():
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--n_train", type=int, default=1000)
   p.add_argument("--n_test", type=int, default=500)
+  p.add_argument("--n_strong_train", type=int, default=0,
+                 help="rows of A and of B the strong models train on (0: all)")
+  p.add_argument("--max_len", type=int, default=128)
+  p.add_argument("--epochs", type=float, default=4.0)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--strong_lr", type=float, default=0.0, help="0: the mode's default")
   p.add_argument("--workdir", default="/tmp/w2s_offline_table")
   a = p.parse_args()
-  mode = {"probe": ["--config.strong.mode=probe", "--config.strong.lr=1e-3"],
-          "full": [], "lora": ["--config.strong.lora_rank=8", "--config.strong.lr=1e-4"]}[a.mode]
+  lr = {"probe": 1e-3, "full": 5e-5, "lora": 1e-4}[a.mode] if not a.strong_lr else a.strong_lr
+  mode = {"probe": ["--config.strong.mode=probe"], "full": [],
+          "lora": ["--config.strong.lora_rank=8"]}[a.mode] + [f"--config.strong.lr={lr}"]
+  buckets = ",".join(str(b) for b in (32, 64, 128, 256, 512) if b < a.max_len) + f",{a.max_len}"
   rows = []
   for task in a.tasks.split(","):
-    t0 = time.time()
-    proc = subprocess.run(
-        [sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:offline",
-         f"--workdir={a.workdir}/{task}-{a.mode}", f"--config.task.name={task}",
-         f"--config.task.n_train={a.n_train}", f"--config.task.n_test={a.n_test}",
-         "--config.max_len=128", "--config.train.buckets=(32,64,128)", "--config.train.epochs=4",
-         f"--config.seeds=({a.seeds},)", *mode], cwd=ROOT, capture_output=True, text=True)
+    t0, log_path = time.time(), f"{a.workdir}/{task}-{a.mode}.log"
+    os.makedirs(a.workdir, exist_ok=True)
+    with open(log_path, "w") as log:  # the run's log, to follow it while it runs
+      proc = subprocess.run(
+          [sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:offline",
+           f"--workdir={a.workdir}/{task}-{a.mode}", f"--config.task.name={task}",
+           f"--config.task.n_train={a.n_train}", f"--config.task.n_test={a.n_test}",
+           f"--config.task.n_strong_train={a.n_strong_train}",
+           f"--config.max_len={a.max_len}", f"--config.train.buckets=({buckets})",
+           f"--config.train.epochs={a.epochs}", f"--config.train.batch_size={a.batch_size}",
+           f"--config.seeds=({a.seeds},)", *mode], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
-      print(f"{task}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+      with open(log_path) as log:
+        print(f"{task}: failed\n{log.read()[-2000:]}", file=sys.stderr)
       continue
     with open(f"{a.workdir}/{task}-{a.mode}/results.json") as f:
       for r in json.load(f)["runs"]:
         rows.append(dict(r, wall=time.time() - t0))
-  print(f"mode {a.mode}; {a.n_train} train rows (A = B = half), {a.n_test} test rows per task")
+  strong_rows = f"the first {a.n_strong_train} of each" if a.n_strong_train else "all"
+  print(f"mode {a.mode}, strong lr {lr}, max_len {a.max_len}, {a.epochs} epochs, batch "
+        f"{a.batch_size}; {a.n_train} train rows (A = B = half; strong models train on "
+        f"{strong_rows}), {a.n_test} test rows per task")
   print(f"{'task':>28} {'loss':>8} {'seed':>4} {'weak':>6} {'ceiling':>7} {'student':>7} "
         f"{'PGR':>6} {'95% CI':>16} {'weak s':>6} {'ceil s':>6} {'stud s':>6}")
   for r in rows:

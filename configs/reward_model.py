@@ -2,9 +2,9 @@
 without generative fine-tuning of the strong model (paper section 5.2.2).
 
   --config=configs/reward_model.py:tiny     synthetic preference pairs, tiny models (CI, < 1 min)
-  --config=configs/reward_model.py          offline, real data: BIG-bench social_iqa pairs
-                                            (better vs other answer), tiny-2 -> SmolLM2-135M,
-                                            hhh_alignment (221 pairs) as an extra evaluation set
+  --config=configs/reward_model.py          offline, real data: BIG-bench multiemo sentences as
+                                            pairs (right vs wrong sentiment), tiny-2 ->
+                                            SmolLM2-135M, hhh_alignment as an extra evaluation set
   --config=configs/reward_model.py:pod      Anthropic/hh-rlhf, gpt2 -> gpt2-xl from the Hub
   --config=configs/reward_model.py:jsonl    your {"chosen", "rejected"} JSONL (task.train_file)
 
@@ -29,14 +29,19 @@ def get_config(arg: str = "default"):
     c.generative_finetune.update(epochs=1.0, lr=1e-3)
     c.bootstrap_samples = 200
   elif arg == "default":
-    c.task.name = "bigbench-social_iqa-pairs"
-    c.task.n_train, c.task.n_test = 1000, 500
+    # A from-scratch weak reward model is at chance on social_iqa pairs (0.49-0.56 with 2,000
+    # training pairs) but learns sentiment pairs (0.59 with 1,000): BUILD_NOTES.md.
+    c.task.name = "bigbench-multiemo-sentence-pairs"
+    c.task.n_train, c.task.n_test = 2000, 400
+    # SmolLM2 stages cost ~5 s per 16 pairs on 2 CPU cores: the ceiling and the students train
+    # on 128 pairs each (batch 16, 2 epochs, lr 1e-4); the weak model on all 1,000 of A.
+    c.task.n_strong_train = 128
     c.eval_tasks = ("bigbench-hhh_alignment",)
     c.tokenizer = "gguf:smollm2-135m"
-    c.max_len = 128
-    c.train.update(buckets=(64, 128), eval_batch_size=32, log_every=5)
+    c.max_len, c.eval_max_len = 64, 128  # hhh: 134 of its 221 pairs fit 128 tokens
+    c.train.update(batch_size=16, buckets=(32, 64, 128), eval_batch_size=32, log_every=4)
     c.weak.size, c.weak.lr = "tiny-2", 1e-3
-    c.strong.init, c.strong.size = "gguf:smollm2-135m", "auto"
+    c.strong.init, c.strong.size, c.strong.lr = "gguf:smollm2-135m", "auto", 1e-4
     c.generative_finetune.update(epochs=1.0)
     c.seeds = (0, 1, 2)
   elif arg == "pod":

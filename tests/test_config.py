@@ -23,6 +23,9 @@ def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant, nlp
     (lambda c: c.__setattr__("extra", 1), "unknown config key 'extra'"),
     (lambda c: c.train.__setattr__("epochs", "two"), None),  # ConfigDict itself refuses
     (lambda c: c.task.__setattr__("name", "sst3"), "'task.name': unknown task 'sst3'"),
+    (lambda c: c.task.__setattr__("n_strong_train", -1), "'task.n_strong_train': must be >= 0"),
+    (lambda c: c.update(eval_tasks=("synthetic",), eval_max_len=4096),
+     "'train.buckets': the largest bucket 32 must hold eval_max_len=4096"),
     (lambda c: c.__setattr__("losses", ("xent", "confidence")), "'losses': unknown loss"),
     (lambda c: c.strong.__setattr__("size", "tiny-1"), "'strong': models must grow"),
     (lambda c: c.weak.__setattr__("size", "gpt2"), "'strong': models must grow"),

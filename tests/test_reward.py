@@ -52,11 +52,17 @@ def test_pairs_carry_no_position_signal(name, rows):
 def test_bigbench_pairs_and_hhh_from_an_sdist(tmp_path, monkeypatch):
   path = tmp_path / "bigbench-1.0.0.tar.gz"
   with tarfile.open(path, "w:gz") as t:
-    for part, n in (("social_iqa", 40), ("hhh_alignment/harmless", 3),
+    for part, n in (("social_iqa", 40), ("multiemo/all_sentence_en", 80),
+                    ("hhh_alignment/harmless", 3),
                     ("hhh_alignment/helpful", 3), ("hhh_alignment/honest", 2),
                     ("hhh_alignment/other", 2)):
       blob = json.dumps({"examples": [{"input": f"{part} question {i}?", "target_scores": {
-          "the right answer": 1, "wrong one": 0, "another wrong": 0}} for i in range(n)]}).encode()
+          "the right answer": 1, "wrong one": 0, "another wrong": 0}} for i in range(n)]})
+      if part.startswith("multiemo"):  # 4 sentiments; the pairs use positive vs negative only
+        moods = ("positive", "negative", "neutral", "ambivalent")
+        blob = json.dumps({"examples": [{"input": f"Sentence {i}.", "target_scores": {
+            m: int(m == moods[i % 4]) for m in moods}} for i in range(n)]})
+      blob = blob.encode()
       info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{part}/task.json")
       info.size = len(blob)
       t.addfile(info, io.BytesIO(blob))
@@ -70,6 +76,16 @@ def test_bigbench_pairs_and_hhh_from_an_sdist(tmp_path, monkeypatch):
     for row, n, y in zip(ds.tokens, ds.lengths, ds.labels):
       first = tok.decode(row[:n[0], 0])
       assert first.endswith("the right answer") == bool(y)
+  # Sentiment pairs: only positive/negative rows, the right sentiment vs the opposite one.
+  task = tasks.get("bigbench-multiemo-sentence-pairs")
+  rows = task.load(cfg)["train"]
+  assert len(rows) == 40  # neutral and ambivalent rows are left out
+  for r in rows:
+    (a, b), y = task.format(r, cfg, task.labels(cfg))
+    right = "positive" if int(r["input"].split()[1][:-1]) % 4 == 0 else "negative"
+    wrong = {"positive": "negative", "negative": "positive"}[right]
+    assert (a, b) == ((f"{r['input']}\nAnswer: {right}", f"{r['input']}\nAnswer: {wrong}") if y
+                      else (f"{r['input']}\nAnswer: {wrong}", f"{r['input']}\nAnswer: {right}"))
   hhh = data_lib.load_eval("bigbench-hhh_alignment", cfg, tok, 64)
   assert len(hhh) == 10 and hhh.tokens.shape[2] == 2
 

@@ -56,6 +56,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.data_seed = 0  # the A/B/test split and subsampling (the same for every seed)
   c.tokenizer = "byte"  # byte | file:PATH | hf:ORG/NAME
   c.max_len = 1024  # longer examples are dropped and counted, not truncated
+  c.eval_max_len = 0  # the same for the rows of `eval_tasks` (0: max_len)
   c.num_classes = 0  # 0: from the task's label set
   c.task = ml_collections.ConfigDict(dict(
       name="synthetic",  # a key of w2s_jax.data.tasks.TASKS
@@ -65,6 +66,11 @@ def defaults() -> ml_collections.ConfigDict:
       text_field="text", label_field="label",
       labels=("0", "1"),  # label names for jsonl / hf (rows may use the index or the name)
       n_train=0, n_test=0,  # 0: all
+      # Rows of A (ground truth) and of B (weak labels) the STRONG models train on: the first
+      # n of each (0: all). The weak model still trains on all of A and labels all of B; the
+      # ceiling and the students see equally many rows. For budgets where the strong stages
+      # dominate the cost (a pretrained strong model on a CPU).
+      n_strong_train=0,
       test_frac=0.2,  # share of train held out when the task has no test split
       balance=False,  # downsample to equal class counts
       synthetic_seed=0, negation_rate=0.3, synthetic_items=9,
@@ -231,6 +237,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
            "strictly increasing positive lengths")
   _require(t.buckets[-1] >= cfg.max_len, "train.buckets",
            f"the largest bucket {t.buckets[-1]} must hold max_len={cfg.max_len}")
+  _require(cfg.eval_max_len >= 0, "eval_max_len", "must be >= 0 (0: max_len)")
+  _require(not cfg.eval_tasks or t.buckets[-1] >= cfg.eval_max_len, "train.buckets",
+           f"the largest bucket {t.buckets[-1]} must hold eval_max_len={cfg.eval_max_len}")
   micro = t.micro_batch_size or t.batch_size
   _require(t.batch_size % micro == 0, "train.micro_batch_size",
            f"{micro} does not divide train.batch_size={t.batch_size}")
@@ -253,6 +262,7 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   _require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
   _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
   _require(0 < cfg.task.test_frac < 1, "task.test_frac", "must be in (0, 1)")
+  _require(cfg.task.n_strong_train >= 0, "task.n_strong_train", "must be >= 0 (0: all rows)")
 
 
 def _check_chess(cfg) -> None:

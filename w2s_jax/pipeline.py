@@ -1,9 +1,11 @@
 """The weak-to-strong pipeline: weak supervisor, weak labels, strong ceiling, students, scores.
 
-  gt(model)              model trained on A's ground truth; predicts test and B.
-                         The weak model's gt stage gives the weak labels (its soft predictions on
-                         B); the strong model's gt stage is the ceiling.
+  gt(model)              model trained on A's ground truth; predicts test. The weak model's gt
+                         stage (the supervisor) also predicts B: its soft predictions are the weak
+                         labels; the strong model's gt stage is the ceiling.
   student(weak, strong)  strong model trained on B's weak labels with one loss; predicts test.
+The strong models may train on the first `task.n_strong_train` rows of A and B only ("a_strong",
+"b_strong"), so the ceiling and the students see equally many rows.
 Stage keys hash everything that determines their outputs and nothing else, so a rerun skips
 finished stages and changing only the student's loss reuses the weak labels and the ceiling.
 """
@@ -12,6 +14,7 @@ import logging
 import time
 
 import jax
+import numpy as np
 
 from w2s_jax import distributed, metrics, report, sharding, stages, train
 from w2s_jax.data import dataset as data_lib, tasks
@@ -50,17 +53,24 @@ class Experiment:
     self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
     self.pairwise = tasks.get(cfg.task.name).kind == "pairwise"
     self.num_classes = cfg.num_classes or len(self.splits.labels)
-    self.evals = {f"eval:{name}": data_lib.load_eval(name, cfg.task, self.tokenizer, cfg.max_len)
+    n = cfg.task.n_strong_train
+    self.strong_rows = {f"{s}_strong": ds.take(np.arange(min(n, len(ds)) if n else len(ds)))
+                        for s, ds in (("a", self.splits.a), ("b", self.splits.b))}
+    self.evals = {f"eval:{name}": data_lib.load_eval(name, cfg.task, self.tokenizer,
+                                                     cfg.eval_max_len or cfg.max_len)
                   for name in cfg.eval_tasks}
-    self.data_keys = {name: getattr(self.splits, name).key() for name in ("a", "b", "test")}
+    self.data_keys = {name: self.dataset(name).key()
+                      for name in ("a", "b", "test", *self.strong_rows)}
     self.data_keys.update({name: ds.key() for name, ds in self.evals.items()})
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
     self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
     self._trainers, self._model_cfgs, self._texts = {}, {}, None
-    log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); %d classes; mesh %s",
-             len(self.splits.a), len(self.splits.b), len(self.splits.test), self.splits.dropped,
+    log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); strong models train "
+             "on %d of A and %d of B; %d classes; mesh %s", len(self.splits.a),
+             len(self.splits.b), len(self.splits.test), self.splits.dropped,
+             len(self.strong_rows["a_strong"]), len(self.strong_rows["b_strong"]),
              self.num_classes, dict(self.mesh.shape))
 
   # ------------------------------------------------------------------------------ helpers
@@ -77,7 +87,10 @@ class Experiment:
     return self._model_cfgs[k]
 
   def dataset(self, name: str) -> data_lib.Dataset:
-    return self.evals[name] if name in self.evals else getattr(self.splits, name)
+    """A split by name: a, b, test, a_strong, b_strong (prefixes of A and B) or an eval set."""
+    if name in self.evals:
+      return self.evals[name]
+    return self.strong_rows[name] if name in self.strong_rows else getattr(self.splits, name)
 
   def initial_params(self, spec, tr: train.Trainer, seed: int, gft: str | None = None) -> dict:
     """The model's starting point: its generative fine-tuning stage `gft` if given, else its
@@ -113,7 +126,7 @@ class Experiment:
 
   def _train_and_predict(self, kind, key, spec, model, seed, train_split, targets, loss,
                          eval_splits):
-    """Train `model` on a split (by name: a, b, test) with soft `targets`; predict eval splits
+    """Train `model` on a split (by name, see `dataset`) with soft `targets`; predict eval splits
     and the extra evaluation sets."""
     tr = self.trainer(model)
     eval_splits = list(eval_splits) + list(self.evals)
@@ -125,11 +138,13 @@ class Experiment:
                     lr=spec["model"]["lr"], seed=seed, writer=self.writer, label=label)
     if model.mode == "probe":  # the body is frozen: its features were computed once
       features = self.store.arrays("features", spec["features"])
-      result = train.fit_probe(features[train_split], targets, **fit_args)
+      rows = features[train_split.removesuffix("_strong")][:len(targets)]  # a_strong: A's prefix
+      result = train.fit_probe(rows, targets, **fit_args)
       arrays = {name: train.probe_predict(result.params, features[name]) for name in eval_splits}
     else:
-      result = train.fit(tr, self.initial_params(model, tr, seed, spec.get("gft")), getattr(
-          self.splits, train_split), targets, ckpt_dir=self.store.ckpt_dir(kind, key), **fit_args)
+      result = train.fit(tr, self.initial_params(model, tr, seed, spec.get("gft")),
+                         self.dataset(train_split), targets,
+                         ckpt_dir=self.store.ckpt_dir(kind, key), **fit_args)
       arrays = {name: tr.predict(result.params, self.dataset(name),
                                  self.cfg.train.eval_batch_size, self.cfg.train.buckets)
                 for name in eval_splits}
@@ -176,11 +191,12 @@ class Experiment:
 
   # ------------------------------------------------------------------------------- stages
   def stage_gft(self, model, seed) -> str:
-    """Generative fine-tuning: `model` trained with next-token loss on the texts of A and B
-    (both texts of a pair); the labels are never read (the key hashes the texts only)."""
+    """Generative fine-tuning: `model` trained with next-token loss on the texts of the strong
+    models' rows of A and B (both texts of a pair); the labels are never read (the key hashes
+    the texts only)."""
     g = self.cfg.generative_finetune
     if self._texts is None:  # every strong stage asks for the key: build the texts once
-      texts = data_lib.text_rows(self.splits.a, self.splits.b)
+      texts = data_lib.text_rows(*self.strong_rows.values())
       self._texts = (*texts, texts[0].key())  # the key hashes tokens; the labels are zeros
     texts, targets, texts_key = self._texts
     spec = self._spec("gft", model, seed, texts=texts_key, gft=g.to_dict())
@@ -201,20 +217,22 @@ class Experiment:
              result.history[0]["loss"], result.history[-1]["loss"], time.time() - t0, key)
     return key
 
-  def stage_gt(self, model, seed, gft: bool = False) -> str:
-    """Model trained on A's ground truth; predictions on test and B. Returns the stage key.
-    `gft`: start from the model's generative fine-tuning stage."""
+  def stage_gt(self, model, seed, gft: bool = False, supervisor: bool = False) -> str:
+    """Model trained on A's ground truth and scored on test. Returns the stage key.
+    `supervisor`: the weak model: trains on all of A and also predicts B (the weak labels);
+    otherwise a ceiling: trains on the strong models' rows of A. `gft`: start from the model's
+    generative fine-tuning stage."""
+    train_split, eval_splits = ("a", ["test", "b"]) if supervisor else ("a_strong", ["test"])
     spec = self._model_spec("gt", model, seed, loss="xent",
-                      data={"train": self.data_keys["a"], "eval": [self.data_keys["test"],
-                                                                   self.data_keys["b"]]},
+                      data={"train": self.data_keys[train_split],
+                            "eval": [self.data_keys[name] for name in eval_splits]},
                       **self._evals_and_gft(model, seed, gft))
     key = stages.stage_key(spec)
     if self.store.done("gt", key):
       log.info("[gt:%s:s%d] cached (stage %s)", models.display_name(model), seed, key)
     else:
-      self._train_and_predict("gt", key, spec, model, seed, "a",
-                              data_lib.one_hot(self.splits.a.labels, self.num_classes), "xent",
-                              ["test", "b"])
+      self._train_and_predict("gt", key, spec, model, seed, train_split, data_lib.one_hot(
+          self.dataset(train_split).labels, self.num_classes), "xent", eval_splits)
     return key
 
   def _evals_and_gft(self, model, seed, gft: bool) -> dict:
@@ -229,15 +247,15 @@ class Experiment:
     """Strong model trained on B's weak labels (the weak gt stage's soft predictions)."""
     spec = self._model_spec("student", model, seed, loss=loss,
                       loss_hp=self.loss_hp(loss), weak_labels=weak_key,
-                      data={"train": self.data_keys["b"], "eval": [self.data_keys["test"]]},
+                      data={"train": self.data_keys["b_strong"], "eval": [self.data_keys["test"]]},
                       **self._evals_and_gft(model, seed, gft))
     key = stages.stage_key(spec)
     if self.store.done("student", key):
       log.info("[student:%s:%s:s%d] cached (stage %s)", models.display_name(model), loss, seed,
                key)
     else:
-      weak_labels = self.store.arrays("gt", weak_key)["b"]
-      self._train_and_predict("student", key, spec, model, seed, "b", weak_labels, loss,
+      weak_labels = self.store.arrays("gt", weak_key)["b"][:len(self.strong_rows["b_strong"])]
+      self._train_and_predict("student", key, spec, model, seed, "b_strong", weak_labels, loss,
                               ["test"])
     return key
 
@@ -253,7 +271,7 @@ def run(cfg, workdir: str) -> list[dict]:
   stage_keys = {}  # each stage once per run: (seed), (seed, gft), (seed, gft, loss)
   for seed, gft, loss in ((s, g, l) for s in cfg.seeds for g in gft_variants for l in cfg.losses):
     if seed not in stage_keys:
-      stage_keys[seed] = exp.stage_gt(cfg.weak, seed)
+      stage_keys[seed] = exp.stage_gt(cfg.weak, seed, supervisor=True)
     if (seed, gft) not in stage_keys:
       stage_keys[seed, gft] = exp.stage_gt(cfg.strong, seed, gft)
     keys = {"weak": stage_keys[seed], "ceiling": stage_keys[seed, gft]}

@@ -88,12 +88,13 @@ def f_multiple_choice(r, cfg, labels):
                      answers.index(_best(r)))
 
 
-def pairwise_choice(r, cfg, labels):
+def pairwise_choice(r, cfg, labels, choices=None):
   """PAIRWISE from a multiple-choice row: (prompt + best answer, prompt + a random other
-  answer), in a random order; label 1 when the first is the better one."""
+  answer, among `choices` if given), in a random order; label 1 when the first is the better
+  one."""
   scores = _scores(r)
   best = _best(r)
-  others = [a for a in scores if a != best]
+  others = [a for a in scores if a != best and (choices is None or a in choices)]
   if not others:
     raise DataError(f"{r.get('_where', '?')}: a pair needs at least two choices")
   rng = np.random.default_rng([cfg.format_seed, zlib.crc32(r["_where"].encode()), 1])
@@ -109,8 +110,10 @@ def hhh_loader(cfg):
   return {"train": rows}
 
 
-def _pairwise(load):
-  return _Task(load, pairwise_choice, lambda c: BINARY, "pairwise", balance=True)
+def _pairwise(load, choices=None):
+  fmt = pairwise_choice if choices is None else (
+      lambda r, cfg, labels: pairwise_choice(r, cfg, labels, choices))
+  return _Task(load, fmt, lambda c: BINARY, "pairwise", balance=True)
 
 
 BINARY = ("false", "true")
@@ -130,5 +133,10 @@ BIGBENCH_TASKS = {
     # Preference pairs for reward models (offline): the better vs another answer.
     "bigbench-social_iqa-pairs": _pairwise(loader("social_iqa")),
     "bigbench-timedial-pairs": _pairwise(loader("timedial")),
+    # A sentence with its right vs its wrong sentiment (positive / negative only): the one pair
+    # task here on which a from-scratch weak reward model learns above chance (BUILD_NOTES).
+    "bigbench-multiemo-sentence-pairs": _pairwise(
+        loader("multiemo/all_sentence_en", keep_choices("positive", "negative")),
+        ("positive", "negative")),
     "bigbench-hhh_alignment": _pairwise(hhh_loader),  # 221 pairs: an extra evaluation set
 }
