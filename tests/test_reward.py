@@ -131,6 +131,7 @@ def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
   shuffled.splits = shuffled.splits._replace(
       a=data_lib.Dataset(a.tokens, a.lengths, rng.permutation(a.labels)),
       b=data_lib.Dataset(b.tokens, b.lengths, 1 - b.labels))
+  assert not np.array_equal(shuffled.dataset("a_strong").labels, exp.dataset("a_strong").labels)
   assert shuffled.stage_gft(rm_config.strong, 0) == key
   tr = exp.trainer(rm_config.strong)
   p1 = exp.store.params("gft", key, tr.abstract_params(), tr.param_shardings)

@@ -53,14 +53,11 @@ class Experiment:
     self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
     self.pairwise = tasks.get(cfg.task.name).kind == "pairwise"
     self.num_classes = cfg.num_classes or len(self.splits.labels)
-    n = cfg.task.n_strong_train
-    self.strong_rows = {f"{s}_strong": ds.take(np.arange(min(n, len(ds)) if n else len(ds)))
-                        for s, ds in (("a", self.splits.a), ("b", self.splits.b))}
     self.evals = {f"eval:{name}": data_lib.load_eval(name, cfg.task, self.tokenizer,
                                                      cfg.eval_max_len or cfg.max_len)
                   for name in cfg.eval_tasks}
     self.data_keys = {name: self.dataset(name).key()
-                      for name in ("a", "b", "test", *self.strong_rows)}
+                      for name in ("a", "b", "test", "a_strong", "b_strong")}
     self.data_keys.update({name: ds.key() for name, ds in self.evals.items()})
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
@@ -70,7 +67,7 @@ class Experiment:
     log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); strong models train "
              "on %d of A and %d of B; %d classes; mesh %s", len(self.splits.a),
              len(self.splits.b), len(self.splits.test), self.splits.dropped,
-             len(self.strong_rows["a_strong"]), len(self.strong_rows["b_strong"]),
+             len(self.dataset("a_strong")), len(self.dataset("b_strong")),
              self.num_classes, dict(self.mesh.shape))
 
   # ------------------------------------------------------------------------------ helpers
@@ -90,7 +87,10 @@ class Experiment:
     """A split by name: a, b, test, a_strong, b_strong (prefixes of A and B) or an eval set."""
     if name in self.evals:
       return self.evals[name]
-    return self.strong_rows[name] if name in self.strong_rows else getattr(self.splits, name)
+    if name in ("a_strong", "b_strong"):
+      ds, n = getattr(self.splits, name[0]), self.cfg.task.n_strong_train
+      return ds.take(np.arange(min(n, len(ds)))) if n else ds
+    return getattr(self.splits, name)
 
   def initial_params(self, spec, tr: train.Trainer, seed: int, gft: str | None = None) -> dict:
     """The model's starting point: its generative fine-tuning stage `gft` if given, else its
@@ -196,7 +196,7 @@ class Experiment:
     the texts only)."""
     g = self.cfg.generative_finetune
     if self._texts is None:  # every strong stage asks for the key: build the texts once
-      texts = data_lib.text_rows(*self.strong_rows.values())
+      texts = data_lib.text_rows(self.dataset("a_strong"), self.dataset("b_strong"))
       self._texts = (*texts, texts[0].key())  # the key hashes tokens; the labels are zeros
     texts, targets, texts_key = self._texts
     spec = self._spec("gft", model, seed, texts=texts_key, gft=g.to_dict())
@@ -254,7 +254,7 @@ class Experiment:
       log.info("[student:%s:%s:s%d] cached (stage %s)", models.display_name(model), loss, seed,
                key)
     else:
-      weak_labels = self.store.arrays("gt", weak_key)["b"][:len(self.strong_rows["b_strong"])]
+      weak_labels = self.store.arrays("gt", weak_key)["b"][:len(self.dataset("b_strong"))]
       self._train_and_predict("student", key, spec, model, seed, "b_strong", weak_labels, loss,
                               ["test"])
     return key
