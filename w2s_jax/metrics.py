@@ -64,6 +64,16 @@ def pgr_interval_correct(runs, *, samples=1000, seed=0, level=0.95):
   return [float(lo), float(hi)]
 
 
+def pooled_pgr(runs, *, samples=1000, seed=0) -> dict:
+  """Over seeds: mean weak, student and ceiling accuracy, the PGR of those means, and its 95%
+  interval resampling seeds and test examples. `runs`: one (weak, student, ceiling) triple of
+  boolean [N] correctness arrays per seed, on the same test examples."""
+  acc = np.asarray(runs, np.float32).mean((0, 2))
+  return {"seeds": len(runs), "weak_acc": float(acc[0]), "student_acc": float(acc[1]),
+          "ceiling_acc": float(acc[2]), "pgr": pgr(*acc[[0, 1, 2]]),
+          "pgr_ci95": pgr_interval_correct(runs, samples=samples, seed=seed)}
+
+
 def score_run(weak_probs, student_probs, ceiling_probs, labels, *, samples=1000, seed=0) -> dict:
   weak_acc, student_acc, ceiling_acc = (accuracy(p, labels) for p in
                                         (weak_probs, student_probs, ceiling_probs))

@@ -269,6 +269,7 @@ def run(cfg, workdir: str) -> list[dict]:
   rows = []
   gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
   stage_keys = {}  # each stage once per run: (seed), (seed, gft), (seed, gft, loss)
+  right = {}  # (loss, gft) -> per seed: (weak, student, ceiling) correctness on test
   for seed, gft, loss in ((s, g, l) for s in cfg.seeds for g in gft_variants for l in cfg.losses):
     if seed not in stage_keys:
       stage_keys[seed] = exp.stage_gt(cfg.weak, seed, supervisor=True)
@@ -281,6 +282,8 @@ def run(cfg, workdir: str) -> list[dict]:
     m = {n: exp.store.metrics(kinds[n], k) for n, k in keys.items()}
     scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
                                samples=cfg.bootstrap_samples, seed=seed)
+    right.setdefault((loss, gft), []).append(
+        [probs[n].argmax(-1) == test_labels for n in ("weak", "student", "ceiling")])
     rows.append({
         "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], weak, strong,
                                         loss, seed) + (("gft",) if gft else ())),
@@ -289,9 +292,12 @@ def run(cfg, workdir: str) -> list[dict]:
         "eval_sets": {name: {n: v[f"{name}_acc"] for n, v in m.items()} for name in exp.evals},
         "stage_keys": keys, "seconds": {n: v["seconds"] for n, v in m.items()},
     })
+  pooled = [{"task": cfg.task.name, "weak": weak, "strong": strong, "loss": loss, "gft": gft,
+             **metrics.pooled_pgr(r, samples=cfg.bootstrap_samples)}
+            for (loss, gft), r in right.items()]
   if distributed.is_main():
-    path = report.write_results(workdir, rows)
+    path = report.write_results(workdir, rows, pooled)
     log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)
-    print(report.summary_table(rows), flush=True)
+    print(report.summary_table(rows, pooled), flush=True)
   distributed.barrier("results written")
   return rows

@@ -38,18 +38,22 @@ def _clean(x):
   return x
 
 
-def write_results(workdir: str, runs: list[dict]) -> str:
-  """Merge `runs` into WORKDIR/results.json by run id (a sweep may span several invocations)."""
+def write_results(workdir: str, runs: list[dict], pooled: list[dict] = ()) -> str:
+  """Merge `runs` into WORKDIR/results.json by run id (a sweep may span several invocations);
+  `pooled` (this invocation's figures over seeds) replaces the previous ones."""
   path = epath.Path(workdir) / "results.json"
   rows = {}
   if path.exists():
     rows = {r["id"]: r for r in json.loads(path.read_text())["runs"]}
   rows.update({r["id"]: _clean(r) for r in runs})
-  path.write_text(json.dumps({"runs": list(rows.values())}, indent=1))
+  out = {"runs": list(rows.values())}
+  if pooled:
+    out["pooled"] = [_clean(p) for p in pooled]
+  path.write_text(json.dumps(out, indent=1))
   return str(path)
 
 
-def summary_table(runs: list[dict]) -> str:
+def summary_table(runs: list[dict], pooled: list[dict] = ()) -> str:
   head = f"{'weak':>14} {'strong':>14} {'loss':>8} {'seed':>4} {'weak':>6} {'student':>7} " \
          f"{'ceiling':>7} {'PGR':>6} {'PGR 95% CI':>16} {'agree':>6}"
   lines = [head, "-" * len(head)]
@@ -64,4 +68,11 @@ def summary_table(runs: list[dict]) -> str:
     valid = [r["pgr"] for r in runs if method(r) == loss and r["pgr_valid"]]
     med = f"{np.median(valid):.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
     lines.append(f"median PGR [{loss}] over {len(valid)} valid runs: {med}")
+  for p in pooled:
+    if p["seeds"] > 1:
+      lines.append(
+          "pooled over {} seeds [{}]: weak {:.3f}, student {:.3f}, ceiling {:.3f}, PGR {:+.2f} "
+          "[{:+.2f}, {:+.2f}] (95%: seeds and test examples resampled)".format(
+              p["seeds"], method(p), p["weak_acc"], p["student_acc"], p["ceiling_acc"],
+              p["pgr"], *p["pgr_ci95"]))
   return "\n".join(lines)

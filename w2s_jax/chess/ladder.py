@@ -306,15 +306,12 @@ def ladder_table(rows: list[dict], runs: dict, samples: int) -> str:
   for strong, loss in dict.fromkeys((r["strong"], r["loss"]) for r in rows):
     sel = {m: [r for r in rows if r["strong"] == strong and r["loss"] == loss
                and r["method"] == m] for m in ("naive", "bootstrap")}
-    acc = {m: {n: np.mean([r[f"{n}_acc"] for r in sel[m]]) for n in ("weak", "student",
-                                                                    "ceiling")} for m in sel}
-    cells = []
-    for m in ("naive", "bootstrap"):
-      triples = [runs[(r["rung"] - 1, loss, m, r["seed"])] for r in sel[m]]
-      value = metrics.pgr(acc[m]["weak"], acc[m]["student"], acc[m]["ceiling"])
-      lo, hi = metrics.pgr_interval_correct(triples, samples=samples, seed=0)
-      cells.append(f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-    lines.append(f"{strong:>28} {loss:>8} {len(sel['naive']):>5} {acc['naive']['weak']:6.3f} "
-                 f"{acc['naive']['student']:6.3f} {acc['bootstrap']['student']:6.3f} "
-                 f"{acc['naive']['ceiling']:7.3f} {cells[0]:>22} {cells[1]:>22}")
+    acc = {m: metrics.pooled_pgr([runs[(r["rung"] - 1, loss, m, r["seed"])] for r in sel[m]],
+                                 samples=samples) for m in sel}
+    cells = ["{:+.2f} [{:+.2f}, {:+.2f}]".format(acc[m]["pgr"], *acc[m]["pgr_ci95"])
+             for m in ("naive", "bootstrap")]
+    lines.append(f"{strong:>28} {loss:>8} {len(sel['naive']):>5} "
+                 f"{acc['naive']['weak_acc']:6.3f} {acc['naive']['student_acc']:6.3f} "
+                 f"{acc['bootstrap']['student_acc']:6.3f} {acc['naive']['ceiling_acc']:7.3f} "
+                 f"{cells[0]:>22} {cells[1]:>22}")
   return "\n".join(lines)
