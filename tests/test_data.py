@@ -46,6 +46,18 @@ def test_jsonl_labels_by_name_and_held_out_test(tmp_path):
                          ByteTokenizer(), 64, 0)
 
 
+def test_n_test_samples_a_sorted_test_file(tmp_path):
+  rows = [{"text": f"example {i}", "label": int(i >= 50)} for i in range(100)]
+  train = write_jsonl(tmp_path / "train.jsonl", rows)
+  test = write_jsonl(tmp_path / "test.jsonl", rows)  # sorted by label, as many test files are
+  load = lambda seed: data_lib.load_splits(task_cfg(  # noqa: E731
+      name="jsonl", train_file=train, test_file=test, n_test=20), ByteTokenizer(), 64, seed)
+  s = load(0)
+  assert len(s.test) == 20 and 0.2 < s.test.labels.mean() < 0.8  # not the first 20 rows
+  np.testing.assert_array_equal(s.test.tokens, load(0).test.tokens)
+  assert not np.array_equal(s.test.tokens, load(1).test.tokens)
+
+
 def test_over_long_examples_are_dropped_and_counted(tmp_path):
   rows = [{"text": "x" * n, "label": n % 2} for n in (3, 4, 50, 5, 60, 6, 7, 8)]
   path = write_jsonl(tmp_path / "t.jsonl", rows)

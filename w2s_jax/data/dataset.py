@@ -99,7 +99,11 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
     train = train.take(rng.permutation(len(train)))
   if task_cfg.n_train:
     train = train.take(np.arange(min(task_cfg.n_train, len(train))))
-  if task_cfg.n_test:
+  if task_cfg.n_test and "test" in raw:
+    # A sample, not the file's first rows: test splits are often sorted (by label, source, date).
+    pick = np.random.default_rng([data_seed, 1]).permutation(len(test))[:task_cfg.n_test]
+    test = test.take(np.sort(pick))
+  elif task_cfg.n_test:  # held out from train above: already in random order
     test = test.take(np.arange(min(task_cfg.n_test, len(test))))
   if len(train) < 2 or len(test) < 1:
     raise ValueError(f"config.task: too little data after filtering ({len(train)} train, "
