@@ -85,8 +85,9 @@ class TextCodec:
       tokens[i, :len(t)], lengths[i] = t, len(t)
     return data_lib.Dataset(tokens, lengths, np.zeros(len(positions), np.int32))
 
-  def _answer_ids(self, prompt: str, text: str, where: str) -> np.ndarray:
-    full, head = self.tok.encode(prompt + text), self.tok.encode(prompt)
+  def _answer_ids(self, prompt: str, head: np.ndarray, text: str, where: str) -> np.ndarray:
+    """The ids `text` adds after `prompt` (whose ids are `head`)."""
+    full = self.tok.encode(prompt + text)
     if len(full) < len(head) or not np.array_equal(full[:len(head)], head):
       raise DataError(f"{where}: the tokenizer merges the answer {text!r} into the prompt")
     return full[len(head):]
@@ -98,7 +99,7 @@ class TextCodec:
     for i, p in enumerate(positions):
       if answers is None:
         board = p.board()
-        a = self._answer_ids(self._prompt(p), encoding.text_answer(
+        a = self._answer_ids(self._prompt(p), ds.tokens[i, :ds.lengths[i]], encoding.text_answer(
             self.fmt, board, chess.Move.from_uci(p.answer)) + "\n", f"position {p.id}")
         if len(a) > self.answer_len:
           raise DataError(f"position {p.id}: its answer has {len(a)} tokens, more than "
