@@ -7,6 +7,7 @@ scored on the same test split. Over-long examples are dropped (never truncated) 
 Batches are padded to the smallest bucket length that holds their longest row, so a run compiles
 one program per bucket, not one per batch. The training order is a pure function of (seed, step).
 """
+import dataclasses
 import hashlib
 import logging
 from typing import NamedTuple
@@ -18,7 +19,8 @@ from w2s_jax.data import tasks
 log = logging.getLogger(__name__)
 
 
-class Dataset(NamedTuple):
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:  # not a NamedTuple: len() is the number of rows
   # [N, max_len] int32, right-padded with 0; or [N, max_len, K]: K ids per position (chess), or
   # K = 2 texts per row (pairwise: lengths [N, 2]).
   tokens: np.ndarray
