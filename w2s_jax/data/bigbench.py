@@ -6,6 +6,7 @@ the sdist is then deleted. W2S_BIGBENCH_SDIST points at a local copy instead (no
 Each task becomes binary and balanced like the paper's tasks; BIG-bench has no test split, so
 `task.test_frac` of the rows are held out.
 """
+import functools
 import json
 import os
 import zlib
@@ -111,9 +112,8 @@ def hhh_loader(cfg):
 
 
 def _pairwise(load, choices=None):
-  fmt = pairwise_choice if choices is None else (
-      lambda r, cfg, labels: pairwise_choice(r, cfg, labels, choices))
-  return _Task(load, fmt, lambda c: BINARY, "pairwise", balance=True)
+  return _Task(load, functools.partial(pairwise_choice, choices=choices), lambda c: BINARY,
+               "pairwise", balance=True)
 
 
 BINARY = ("false", "true")
