@@ -11,7 +11,6 @@ import argparse
 import ast
 import importlib.util
 import os
-import time
 
 from w2s_jax import config as config_lib, pipeline
 
@@ -45,7 +44,6 @@ def main():
     config_lib.validate(c, 1)
     exp = pipeline.Experiment(c, os.path.join(a.workdir, str(i)))
     weak = exp.store.metrics("gt", exp.stage_gt(c.weak, 0, supervisor=True))["test_acc"]
-    t0 = time.time()
     ceiling = exp.store.metrics("gt", exp.stage_gt(c.strong, 0))
     rows.append((recipe, weak, ceiling["test_acc"], ceiling["steps"], ceiling["seconds"]))
   print(f"{'recipe':>56} {'weak':>6} {'ceiling':>7} {'steps':>5} {'stage s':>7}")
