@@ -1,7 +1,7 @@
 """Train-step throughput of one model size on this machine's devices: prints a table.
 
   python benchmarks/step_throughput.py --sizes gpt2,gpt2-medium --batch 32 --length 1024 \
-      --dtype bfloat16 [--remat full] [--steps 20]
+      --dtype bfloat16 [--remat full] [--attention cudnn] [--steps 20]
 
 Random tokens of the given length (every row full), logconf loss, the default rules over all
 local devices (fsdp). Model TFLOP/s counts the model's FLOPs (w2s_jax.dry_run.model_flops), not
@@ -23,12 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import time_train_step  # noqa: E402
 
 
-def measure(size, batch, length, dtype, remat, steps):
+def measure(size, batch, length, dtype, remat, steps, attention="xla"):
   cfg = config_lib.defaults()
   cfg.train.batch_size = batch
   mesh = sharding.make_mesh(1, -1, 1)
   mc = model_config(size, 259)
-  tr = train.Trainer(mc, 2, mesh, sharding.DEFAULT_RULES, dtype=dtype, remat=remat)
+  tr = train.Trainer(mc, 2, mesh, sharding.DEFAULT_RULES, dtype=dtype, remat=remat,
+                     attention=attention)
   tx, schedule = train.make_optimizer(cfg.train, 1e-5, 10_000)
   step_fn, init_fn, shardings = tr.make_train_step(tx, schedule, losses.get("logconf"),
                                                    cfg.loss.logconf.to_dict(), 10_000)
@@ -50,15 +51,16 @@ def main():
   p.add_argument("--length", type=int, default=128)
   p.add_argument("--dtype", default="float32")
   p.add_argument("--remat", default="none")
+  p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
   p.add_argument("--steps", type=int, default=20)
   a = p.parse_args()
   dev = jax.devices()
   print(f"{len(dev)} x {dev[0].device_kind}; batch {a.batch} x {a.length}, {a.dtype}, "
-        f"remat {a.remat}")
+        f"remat {a.remat}, attention {a.attention}")
   print(f"{'model':>14} {'params':>13} {'ms/step':>9} {'tokens/s':>10} {'model TFLOP/s':>13} "
         f"{'compile+1st s':>13}")
   for size in a.sizes.split(","):
-    r = measure(size, a.batch, a.length, a.dtype, a.remat, a.steps)
+    r = measure(size, a.batch, a.length, a.dtype, a.remat, a.steps, a.attention)
     print(f"{r['size']:>14} {r['params']:>13,} {r['ms']:9.1f} {r['tokens_s']:10.0f} "
           f"{r['tflops']:13.1f} {r['first_s']:13.1f}", flush=True)
 

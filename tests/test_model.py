@@ -23,6 +23,26 @@ def test_zero_initialised_head_gives_uniform_probabilities(size):
   np.testing.assert_allclose(probs, 0.5, atol=1e-7)
 
 
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs an NVIDIA GPU "
+                    "(benchmarks/device_check.sh runs this test there)")
+@pytest.mark.parametrize("size", STYLES)
+def test_cudnn_attention_matches_xla_with_padding(size):
+  """train.attention='cudnn' (bf16): the logits and gradients of XLA's attention."""
+  head = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2)), jnp.float32)
+  models = [make(size, dtype=jnp.bfloat16, attention=a) for a in ("xla", "cudnn")]
+  rng = np.random.default_rng(2)
+  tokens = jnp.asarray(rng.integers(3, 259, (3, 32)), jnp.int32)
+  lengths = jnp.array([32, 17, 5])
+  out = []
+  for model in models:
+    nnx.update(model, {"cls_head": head})
+    grads = nnx.grad(lambda m: m(tokens, lengths).astype(jnp.float32).sum())(model)
+    out.append((np.float32(model(tokens, lengths)), np.float32(grads["embed"][...])))
+  # bf16 rounding only: relative to the largest value (a wrong mask moves logits by O(1)).
+  for ours, cudnn in zip(out[0], out[1]):
+    np.testing.assert_allclose(ours, cudnn, atol=2e-2 * np.abs(ours).max())
+
+
 @pytest.mark.parametrize("size", STYLES)
 def test_reads_the_last_real_token_and_ignores_padding(size):
   model = make(size)

@@ -106,6 +106,7 @@ def defaults() -> ml_collections.ConfigDict:
       warmup_steps=0,
       grad_clip=0.0,  # 0: none
       dtype="float32",  # compute dtype: float32 | bfloat16 (parameters stay float32)
+      attention="xla",  # attention kernel: xla | cudnn (flash attention; NVIDIA GPU, bfloat16)
       buckets=(64, 128, 256, 512, 1024),  # padded sequence lengths: one program each
       log_every=10,
       checkpoint_every=200,  # steps between training checkpoints (0: only on preemption)
@@ -232,6 +233,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   _require(t.schedule in ("cosine", "linear", "constant"), "train.schedule",
            "cosine | linear | constant")
   _require(t.dtype in ("float32", "bfloat16"), "train.dtype", "float32 | bfloat16")
+  _require(t.attention in ("xla", "cudnn"), "train.attention", "xla | cudnn")
+  _require(t.attention != "cudnn" or t.dtype == "bfloat16", "train.attention",
+           "cudnn flash attention needs train.dtype='bfloat16'")
   _require(t.lr > 0 and t.lr_large > 0, "train.lr", "learning rates must be positive")
   _require(list(t.buckets) == sorted(set(t.buckets)) and t.buckets[0] > 0, "train.buckets",
            "strictly increasing positive lengths")

@@ -57,7 +57,7 @@ def compile_train_step(cfg, devices=None):
   vocab = ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 0
   mc = model_config(cfg.strong.size, vocab or 50257)
   tr = train.Trainer(mc, cfg.num_classes or 2, mesh, sharding.check_rules(cfg.rules),
-                     dtype=cfg.train.dtype, remat=cfg.strong.remat)
+                     dtype=cfg.train.dtype, remat=cfg.strong.remat, attention=cfg.train.attention)
   tx, schedule = train.make_optimizer(cfg.train, train.learning_rate(cfg.train, mc), 1000)
   loss = cfg.losses[0]
   step_fn, init_fn, batch_shardings = tr.make_train_step(

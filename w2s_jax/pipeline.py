@@ -105,7 +105,8 @@ class Experiment:
     if k not in self._trainers:
       self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
                                         self.rules, dtype=self.cfg.train.dtype, remat=spec.remat,
-                                        lora=lora, pairwise=self.pairwise)
+                                        attention=self.cfg.train.attention, lora=lora,
+                                        pairwise=self.pairwise)
     return self._trainers[k]
 
   def loss_hp(self, loss: str) -> dict:

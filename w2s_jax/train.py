@@ -66,7 +66,8 @@ class Trainer:
   """Compiled programs of one model (architecture, classes, dtype) on one mesh."""
 
   def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
-               dtype: str = "float32", remat: str = "none", lora=None, pairwise: bool = False):
+               dtype: str = "float32", remat: str = "none", attention: str = "xla", lora=None,
+               pairwise: bool = False):
     """`lora`: None (full fine-tuning) or (rank, alpha, target weight names). `pairwise`: a
     reward model: rows are pairs of texts, the head gives one scalar per text, and the two
     "classes" are the Bradley-Terry preference (class 1: the first text preferred)."""
@@ -76,7 +77,7 @@ class Trainer:
     self.classes = num_classes or model_cfg.vocab_size
     heads = 1 if pairwise else num_classes
     make = lambda seed: Transformer(model_cfg, heads, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
-                                    rngs=nnx.Rngs(seed))
+                                    attention=attention, rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
     shapes = self.abstract_params()

@@ -70,7 +70,8 @@ class Ladder:
     if k not in self._trainers:
       mc = models.from_spec(rung, self.codec.vocab_size)
       self._trainers[k] = train.Trainer(mc, 0, self.mesh, self.rules,
-                                        dtype=self.cfg.train.dtype, remat=rung.remat)
+                                        dtype=self.cfg.train.dtype, remat=rung.remat,
+                                        attention=self.cfg.train.attention)
     return self._trainers[k]
 
   def _model(self, rung) -> dict:

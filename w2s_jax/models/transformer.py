@@ -56,10 +56,10 @@ def rope(x, positions, theta):
 
 
 class Block(nnx.Module):
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, attention: str = "xla", rngs: nnx.Rngs):
     d, h, k, hd, f = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.dim_head, cfg.d_ff
     w = nnx.initializers.normal(0.02)
-    self.cfg = cfg
+    self.cfg, self.attention = cfg, attention
     self.norm1, self.norm2 = Norm(cfg), Norm(cfg)
     self.wq = _param(rngs, w, (d, h, hd), ("embed", "heads", "head_dim"))
     self.wk = _param(rngs, w, (d, k, hd), ("embed", "kv_heads", "head_dim"))
@@ -98,7 +98,7 @@ class Block(nnx.Module):
     """The block on a whole (causal) sequence; also returns its keys and values."""
     q, k, v = self._qkv(x, positions)
     w = self.cfg.sliding_window
-    attn = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+    attn = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=self.attention,
                                         local_window_size=(w - 1, 0) if w else None)
     return self._finish(x, attn), (k, v)
 
@@ -140,7 +140,9 @@ class Transformer(nnx.Module):
   """Decoder-only transformer with a classification head and a language-modelling head."""
 
   def __init__(self, cfg: ModelConfig, num_classes: int = 2, *, dtype=jnp.float32,
-               remat: str = "none", rngs: nnx.Rngs):
+               remat: str = "none", attention: str = "xla", rngs: nnx.Rngs):
+    """`attention`: the kernel of whole-sequence attention, "xla" (any backend) or "cudnn"
+    (cuDNN flash attention: NVIDIA GPUs, bfloat16). Decoding against the KV cache uses XLA."""
     self.cfg, self.dtype, self.remat = cfg, dtype, remat
     self.embed = _param(rngs, nnx.initializers.normal(0.02), (cfg.vocab_size, cfg.d_model),
                         ("vocab", "embed"))
@@ -151,7 +153,7 @@ class Transformer(nnx.Module):
     @nnx.split_rngs(splits=cfg.n_layers)
     @nnx.vmap(in_axes=(0,), out_axes=0)
     def make_blocks(rngs):
-      return Block(cfg, rngs=rngs)
+      return Block(cfg, attention=attention, rngs=rngs)
 
     self.blocks = make_blocks(rngs)
     for _, var in nnx.iter_graph(self.blocks):
