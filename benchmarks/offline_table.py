@@ -7,7 +7,7 @@
 Each task is one `python -m w2s_jax.main --config=configs/nlp.py:offline` run (weak: tiny-2 from
 scratch; strong: SmolLM2-135M in `--mode` probe, full or lora), in WORKDIR/TASK-MODE, so reruns
 reuse finished stages. Prints weak, ceiling and student accuracy, PGR with its 95% bootstrap
-interval over test examples, and the stages' wall time.
+interval over test examples, and the stages' wall time, per seed and pooled over seeds.
 """
 import argparse
 import json
@@ -39,7 +39,7 @@ def main():
   mode = {"probe": ["--config.strong.mode=probe"], "full": [],
           "lora": ["--config.strong.lora_rank=8"]}[a.mode] + [f"--config.strong.lr={lr}"]
   buckets = ",".join(str(b) for b in (32, 64, 128, 256, 512) if b < a.max_len) + f",{a.max_len}"
-  rows = []
+  rows, pooled = [], []
   for task in a.tasks.split(","):
     t0, log_path = time.time(), f"{a.workdir}/{task}-{a.mode}.log"
     os.makedirs(a.workdir, exist_ok=True)
@@ -57,8 +57,9 @@ def main():
         print(f"{task}: failed\n{log.read()[-2000:]}", file=sys.stderr)
       continue
     with open(f"{a.workdir}/{task}-{a.mode}/results.json") as f:
-      for r in json.load(f)["runs"]:
-        rows.append(dict(r, wall=time.time() - t0))
+      results = json.load(f)
+    rows += [dict(r, wall=time.time() - t0) for r in results["runs"]]
+    pooled += results.get("pooled", [])
   strong_rows = f"the first {a.n_strong_train} of each" if a.n_strong_train else "all"
   print(f"mode {a.mode}, strong lr {lr}, max_len {a.max_len}, {a.epochs} epochs, batch "
         f"{a.batch_size}; {a.n_train} train rows (A = B = half; strong models train on "
@@ -72,6 +73,13 @@ def main():
     print(f"{r['task']:>28} {r['loss']:>8} {r['seed']:>4} {r['weak_acc']:6.3f} "
           f"{r['ceiling_acc']:7.3f} {r['student_acc']:7.3f} {pgr} {ci:>16} "
           f"{s['weak']:6.0f} {s['ceiling']:6.0f} {s['student']:6.0f}")
+  print("pooled over seeds (mean accuracies; PGR of the means; 95% CI resampling seeds and test "
+        "rows):")
+  for p in pooled:
+    pgr = f"{p['pgr']:6.2f}" if p["pgr"] is not None else "   n/a"
+    ci = "[{:+.2f}, {:+.2f}]".format(*p["pgr_ci95"]) if None not in p["pgr_ci95"] else "n/a"
+    print(f"{p['task']:>28} {p['loss']:>8} {p['seeds']:>4} {p['weak_acc']:6.3f} "
+          f"{p['ceiling_acc']:7.3f} {p['student_acc']:7.3f} {pgr} {ci:>16}")
 
 
 if __name__ == "__main__":
