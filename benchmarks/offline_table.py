@@ -65,18 +65,21 @@ def main():
         f"{a.batch_size}; {a.n_train} train rows (A = B = half; strong models train on "
         f"{strong_rows}), {a.n_test} test rows per task")
   print(f"{'task':>28} {'loss':>8} {'seed':>4} {'weak':>6} {'ceiling':>7} {'student':>7} "
-        f"{'PGR':>6} {'95% CI':>16} {'weak s':>6} {'ceil s':>6} {'stud s':>6}")
+        f"{'PGR':>7} {'95% CI':>16} {'weak s':>6} {'ceil s':>6} {'stud s':>6}")
   for r in rows:
     ci = "[{:+.2f}, {:+.2f}]".format(*r["pgr_ci95"]) if None not in r["pgr_ci95"] else "n/a"
     pgr = f"{r['pgr']:6.2f}" if r["pgr"] is not None else "   n/a"
+    pgr += " " if r["pgr_valid"] else "*"
     s = r["seconds"]
     print(f"{r['task']:>28} {r['loss']:>8} {r['seed']:>4} {r['weak_acc']:6.3f} "
           f"{r['ceiling_acc']:7.3f} {r['student_acc']:7.3f} {pgr} {ci:>16} "
           f"{s['weak']:6.0f} {s['ceiling']:6.0f} {s['student']:6.0f}")
+  print("*: ceiling <= weak, so this PGR means nothing (the run summaries leave it out)")
   print("pooled over seeds (mean accuracies; PGR of the means; 95% CI resampling seeds and test "
         "rows):")
   for p in pooled:
     pgr = f"{p['pgr']:6.2f}" if p["pgr"] is not None else "   n/a"
+    pgr += " " if p["ceiling_acc"] > p["weak_acc"] else "*"
     ci = "[{:+.2f}, {:+.2f}]".format(*p["pgr_ci95"]) if None not in p["pgr_ci95"] else "n/a"
     print(f"{p['task']:>28} {p['loss']:>8} {p['seeds']:>4} {p['weak_acc']:6.3f} "
           f"{p['ceiling_acc']:7.3f} {p['student_acc']:7.3f} {pgr} {ci:>16}")
