@@ -38,6 +38,8 @@ def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant, nlp
     (lambda c: c.train.__setattr__("attention", "flash"), "'train.attention': xla | cudnn"),
     (lambda c: c.train.__setattr__("attention", "cudnn"), "'train.attention': cudnn flash "
      "attention needs train.dtype='bfloat16'"),
+    (lambda c: c.train.update(attention="cudnn", dtype="bfloat16"), "'train.attention': cudnn "
+     "flash attention needs NVIDIA GPUs; this run's devices are cpu"),
     (lambda c: c.loss.logconf.__setattr__("alpha_max", 1.5), "'loss.logconf.alpha_max'"),
     (lambda c: c.__setattr__("rules", (("embed", "model"),)), r"config.rules\[0\]"),
 ])

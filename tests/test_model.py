@@ -28,8 +28,8 @@ def test_zero_initialised_head_gives_uniform_probabilities(size):
 @pytest.mark.parametrize("size", STYLES)
 def test_cudnn_attention_matches_xla_with_padding(size):
   """train.attention='cudnn' (bf16): the logits and gradients of XLA's attention."""
-  head = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2)), jnp.float32)
   models = [make(size, dtype=jnp.bfloat16, attention=a) for a in ("xla", "cudnn")]
+  head = jnp.asarray(np.random.default_rng(1).normal(size=(models[0].cfg.d_model, 2)), jnp.float32)
   rng = np.random.default_rng(2)
   tokens = jnp.asarray(rng.integers(3, 259, (3, 32)), jnp.int32)
   lengths = jnp.array([32, 17, 5])

@@ -3,6 +3,7 @@
 Config files (configs/*.py) start from `defaults()` and change what they need. `validate` rejects
 unknown keys, wrong types and impossible values with an error that names the key.
 """
+import jax
 import ml_collections
 
 from w2s_jax import lora as lora_lib, losses, sharding
@@ -236,6 +237,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   _require(t.attention in ("xla", "cudnn"), "train.attention", "xla | cudnn")
   _require(t.attention != "cudnn" or t.dtype == "bfloat16", "train.attention",
            "cudnn flash attention needs train.dtype='bfloat16'")
+  platform = (devices if devices is not None else jax.devices())[0].platform
+  _require(t.attention != "cudnn" or platform == "gpu", "train.attention",
+           f"cudnn flash attention needs NVIDIA GPUs; this run's devices are {platform} (use xla)")
   _require(t.lr > 0 and t.lr_large > 0, "train.lr", "learning rates must be positive")
   _require(list(t.buckets) == sorted(set(t.buckets)) and t.buckets[0] > 0, "train.buckets",
            "strictly increasing positive lengths")
