@@ -39,7 +39,7 @@ def main():
   mode = {"probe": ["--config.strong.mode=probe"], "full": [],
           "lora": ["--config.strong.lora_rank=8"]}[a.mode] + [f"--config.strong.lr={lr}"]
   buckets = ",".join(str(b) for b in (32, 64, 128, 256, 512) if b < a.max_len) + f",{a.max_len}"
-  rows, pooled = [], []
+  rows, pooled, walls = [], [], {}
   for task in a.tasks.split(","):
     t0, log_path = time.time(), f"{a.workdir}/{task}-{a.mode}.log"
     os.makedirs(a.workdir, exist_ok=True)
@@ -58,7 +58,8 @@ def main():
       continue
     with open(f"{a.workdir}/{task}-{a.mode}/results.json") as f:
       results = json.load(f)
-    rows += [dict(r, wall=time.time() - t0) for r in results["runs"]]
+    rows += results["runs"]
+    walls[task] = time.time() - t0
     pooled += results.get("pooled", [])
   strong_rows = f"the first {a.n_strong_train} of each" if a.n_strong_train else "all"
   print(f"mode {a.mode}, strong lr {lr}, max_len {a.max_len}, {a.epochs} epochs, batch "
@@ -83,6 +84,8 @@ def main():
     ci = "[{:+.2f}, {:+.2f}]".format(*p["pgr_ci95"]) if None not in p["pgr_ci95"] else "n/a"
     print(f"{p['task']:>28} {p['loss']:>8} {p['seeds']:>4} {p['weak_acc']:6.3f} "
           f"{p['ceiling_acc']:7.3f} {p['student_acc']:7.3f} {pgr} {ci:>16}")
+  for task, wall in walls.items():
+    print(f"{task}: {wall / 60:.1f} min in this invocation (finished stages come from the cache)")
 
 
 if __name__ == "__main__":
