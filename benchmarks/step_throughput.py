@@ -16,11 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from w2s_jax import config as config_lib, dry_run, losses, sharding, train  # noqa: E402
-from w2s_jax.models import model_config, param_count  # noqa: E402
+from w2s_jax import config as config_lib, losses, sharding, train  # noqa: E402
+from w2s_jax.models import model_config  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import time_train_step  # noqa: E402
+from timing import HEADER, throughput_row, time_train_step  # noqa: E402
 
 
 def measure(size, batch, length, dtype, remat, steps, attention="xla"):
@@ -39,9 +39,7 @@ def measure(size, batch, length, dtype, remat, steps, attention="xla"):
               "targets": np.tile(np.float32([[0.3, 0.7]]), (1, batch, 1))}
   data = jax.device_put(batch_np, shardings)
   first, dt = time_train_step(step_fn, init_fn(tr.init_params(0)), data, steps)
-  flops = dry_run.model_flops(mc, batch * length, length, remat)
-  return {"size": size, "params": param_count(mc), "ms": 1e3 * dt, "tokens_s": batch * length / dt,
-          "tflops": flops / dt / 1e12, "first_s": first}
+  return throughput_row(size, mc, batch, length, remat, first, dt)
 
 
 def main():
@@ -57,12 +55,9 @@ def main():
   dev = jax.devices()
   print(f"{len(dev)} x {dev[0].device_kind}; batch {a.batch} x {a.length}, {a.dtype}, "
         f"remat {a.remat}, attention {a.attention}")
-  print(f"{'model':>14} {'params':>13} {'ms/step':>9} {'tokens/s':>10} {'model TFLOP/s':>13} "
-        f"{'compile+1st s':>13}")
+  print(HEADER)
   for size in a.sizes.split(","):
-    r = measure(size, a.batch, a.length, a.dtype, a.remat, a.steps, a.attention)
-    print(f"{r['size']:>14} {r['params']:>13,} {r['ms']:9.1f} {r['tokens_s']:10.0f} "
-          f"{r['tflops']:13.1f} {r['first_s']:13.1f}", flush=True)
+    print(measure(size, a.batch, a.length, a.dtype, a.remat, a.steps, a.attention), flush=True)
 
 
 if __name__ == "__main__":

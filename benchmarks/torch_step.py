@@ -12,15 +12,16 @@ the same FLOPs (w2s_jax.dry_run.model_flops).
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from w2s_jax import dry_run  # noqa: E402
-from w2s_jax.models import hf as hf_lib, model_config, param_count  # noqa: E402
+from w2s_jax.models import hf as hf_lib, model_config  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import HEADER, throughput_row, time_calls  # noqa: E402
 
 
 class Classifier(torch.nn.Module):
@@ -51,21 +52,8 @@ def measure(size, batch, length, dtype, steps, compile_, device):
     opt.zero_grad(set_to_none=True)
     return loss
 
-  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-  t0 = time.time()
-  step().item()
-  first = time.time() - t0
-  for _ in range(2):
-    step()
-  sync()
-  t0 = time.time()
-  for _ in range(steps):
-    step()
-  sync()
-  dt = (time.time() - t0) / steps
-  flops = dry_run.model_flops(mc, batch * length, length, "none")
-  return {"size": size, "params": param_count(mc), "ms": 1e3 * dt, "tokens_s": batch * length / dt,
-          "tflops": flops / dt / 1e12, "first_s": first}
+  first, dt = time_calls(step, lambda loss: loss.item(), steps)  # item() waits for the device
+  return throughput_row(size, mc, batch, length, "none", first, dt)
 
 
 def main():
@@ -81,12 +69,9 @@ def main():
   name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
   print(f"torch {torch.__version__} on {name}; batch {a.batch} x {a.length}, {a.dtype}, "
         f"{'compiled' if a.compile else 'eager'}")
-  print(f"{'model':>14} {'params':>13} {'ms/step':>9} {'tokens/s':>10} {'model TFLOP/s':>13} "
-        f"{'compile+1st s':>13}")
+  print(HEADER)
   for size in a.sizes.split(","):
-    r = measure(size, a.batch, a.length, a.dtype, a.steps, a.compile, device)
-    print(f"{r['size']:>14} {r['params']:>13,} {r['ms']:9.1f} {r['tokens_s']:10.0f} "
-          f"{r['tflops']:13.1f} {r['first_s']:13.1f}", flush=True)
+    print(measure(size, a.batch, a.length, a.dtype, a.steps, a.compile, device), flush=True)
 
 
 if __name__ == "__main__":
