@@ -80,7 +80,8 @@ def main():
         "rows):")
   for p in pooled:
     pgr = f"{p['pgr']:6.2f}" if p["pgr"] is not None else "   n/a"
-    pgr += " " if p["ceiling_acc"] > p["weak_acc"] else "*"
+    # results.json files written before pooled_pgr gave pgr_valid lack it
+    pgr += " " if p.get("pgr_valid", p["ceiling_acc"] > p["weak_acc"]) else "*"
     ci = "[{:+.2f}, {:+.2f}]".format(*p["pgr_ci95"]) if None not in p["pgr_ci95"] else "n/a"
     print(f"{p['task']:>28} {p['loss']:>8} {p['seeds']:>4} {p['weak_acc']:6.3f} "
           f"{p['ceiling_acc']:7.3f} {p['student_acc']:7.3f} {pgr} {ci:>16}")

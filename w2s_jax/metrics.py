@@ -70,7 +70,7 @@ def pooled_pgr(runs, *, samples=1000, seed=0) -> dict:
   boolean [N] correctness arrays per seed, on the same test examples."""
   acc = np.asarray(runs, np.float32).mean((0, 2))
   return {"seeds": len(runs), "weak_acc": float(acc[0]), "student_acc": float(acc[1]),
-          "ceiling_acc": float(acc[2]), "pgr": pgr(*acc),
+          "ceiling_acc": float(acc[2]), "pgr": pgr(*acc), "pgr_valid": bool(acc[2] > acc[0]),
           "pgr_ci95": pgr_interval_correct(runs, samples=samples, seed=seed)}
 
 

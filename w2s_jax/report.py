@@ -72,7 +72,8 @@ def summary_table(runs: list[dict], pooled: list[dict] = ()) -> str:
     if p["seeds"] > 1:
       lines.append(
           "pooled over {} seeds [{}]: weak {:.3f}, student {:.3f}, ceiling {:.3f}, PGR {:+.2f} "
-          "[{:+.2f}, {:+.2f}] (95%: seeds and test examples resampled)".format(
+          "[{:+.2f}, {:+.2f}] (95%: seeds and test examples resampled){}".format(
               p["seeds"], method(p), p["weak_acc"], p["student_acc"], p["ceiling_acc"],
-              p["pgr"], *p["pgr_ci95"]))
+              p["pgr"], *p["pgr_ci95"],
+              "" if p["pgr_valid"] else "; ceiling <= weak: PGR means nothing"))
   return "\n".join(lines)
