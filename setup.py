@@ -21,6 +21,7 @@ setup(
         "huggingface_hub>=0.20",
         "chess>=1.11",  # python-chess: rules, FEN/SAN/UCI/PGN, the stockfish driver
         "zstandard>=0.22",  # .zst Lichess puzzle CSVs and PGN dumps
+        "matplotlib>=3.8",  # the report's figures (Agg backend, PNG)
     ],
     extras_require={
         # torch 2.13.0 is the CPU build these machines carry; transformers is the parity reference.

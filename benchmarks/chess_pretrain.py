@@ -36,21 +36,26 @@ def main():
     cfg.chess.corpus.player = a.player
   cfg.chess.n_transfer = 100  # only pretraining runs here
   cfg.ladder = ladder(*(rung_spec(s, pretrain_steps=a.steps) for s in a.sizes.split(",")))
-  from w2s_jax.chess.ladder import Ladder  # noqa: PLC0415
-  lad = Ladder(cfg, a.workdir)
+  from w2s_jax import experiment, graph  # noqa: PLC0415
+  rt, g, (b,) = experiment.plan(cfg, a.workdir)
   t0 = time.time()
-  corpus = lad.store.metrics("corpus", lad.stage_corpus())
-  print(f"corpus: {corpus['positions']} positions ({cfg.chess.corpus.player}), "
-        f"{corpus['positions_per_s']:.0f}/s, {time.time() - t0:.0f}s this run")
+  corpus = b.corpus()
+  graph.execute(graph.upstream(g, [corpus]), rt.store)
+  cm = rt.store.metrics("corpus", corpus.key)
+  print(f"corpus: {cm['positions']} positions ({cfg.chess.corpus.player}), "
+        f"{cm['positions'] / cm['seconds']:.0f}/s, {time.time() - t0:.0f}s this run")
   print(f"{'size':>10} {'params':>10} {'steps':>6} {'batch':>6} {'ex/s':>8} {'s/step':>7} "
-        f"{'zero-shot test acc':>18}")
+        f"{'zero-shot masked':>16} {'unmasked':>9}")
   for i, rung in enumerate(ladder_rungs(cfg)):
-    m = lad.store.metrics("pretrain", lad.stage_pretrain(i))
-    n = param_count(model_config(rung.size, lad.codec.vocab_size), 0)
+    zero = b.zero_shot[i]
+    graph.execute(graph.upstream(g, list(zero.values())), rt.store)
+    m = rt.store.metrics("pretrain", b.pretrain(i).key)
+    acc = {mask: rt.store.metrics("predict", s.key)["acc"] for mask, s in zero.items()}
+    n = param_count(model_config(rung.size, b.codec.vocab_size), 0)
     bs = cfg.chess.pretrain.batch_size
     print(f"{rung.size:>10} {n:>10,} {m['steps']:>6} {bs:>6} "
           f"{m['steps'] * bs / m['train_seconds']:>8.0f} {m['train_seconds'] / m['steps']:>7.3f} "
-          f"{m['test_acc']:>18.4f}", flush=True)
+          f"{acc.get(True, float('nan')):>16.4f} {acc[False]:>9.4f}", flush=True)
 
 
 if __name__ == "__main__":

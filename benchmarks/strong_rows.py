@@ -12,7 +12,7 @@ import ast
 import importlib.util
 import os
 
-from w2s_jax import config as config_lib, pipeline
+from w2s_jax import experiment, graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,11 +41,14 @@ def main():
       for part in path:
         node = node[part]
       node[last] = ast.literal_eval(value)
-    config_lib.validate(c, 1)
-    exp = pipeline.Experiment(c, os.path.join(a.workdir, str(i)))
-    weak = exp.store.metrics("gt", exp.stage_gt(c.weak, 0, supervisor=True))["test_acc"]
-    ceiling = exp.store.metrics("gt", exp.stage_gt(c.strong, 0))
-    rows.append((recipe, weak, ceiling["test_acc"], ceiling["steps"], ceiling["seconds"]))
+    rt, g, (b,) = experiment.plan(c, os.path.join(a.workdir, str(i)))
+    weak = b.train(c.weak, 0, "a", None, "xent", role="weak")
+    ceiling = b.train(c.strong, 0, "a_strong", None, "xent", role="ceiling")
+    scores = [b.predict(c.weak, weak, "test", 0), b.predict(c.strong, ceiling, "test", 0)]
+    graph.execute(graph.upstream(g, scores), rt.store)
+    weak_acc, ceil_acc = (rt.store.metrics("predict", s.key)["acc"] for s in scores)
+    m = rt.store.metrics("train", ceiling.key)
+    rows.append((recipe, weak_acc, ceil_acc, m["steps"], m["seconds"]))
   print(f"{'recipe':>56} {'weak':>6} {'ceiling':>7} {'steps':>5} {'stage s':>7}")
   for recipe, weak, ceil, steps, secs in rows:
     print(f"{recipe:>56} {weak:6.3f} {ceil:7.3f} {steps:5d} {secs:7.0f}")

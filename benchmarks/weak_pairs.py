@@ -10,7 +10,7 @@ import argparse
 import importlib.util
 import os
 
-from w2s_jax import pipeline
+from w2s_jax import experiment, graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,11 +31,14 @@ def main():
   c = module.get_config("default")
   c.task.name, c.task.n_train, c.task.n_test = a.task, a.n_train, a.n_test
   c.max_len, c.eval_tasks = a.max_len, ()
-  exp = pipeline.Experiment(c, os.path.join(a.workdir, a.task))
-  print(f"{a.task}: A {len(exp.splits.a)}, B {len(exp.splits.b)}, test {len(exp.splits.test)}")
-  for seed in (int(s) for s in a.seeds.split(",")):
-    key = exp.stage_gt(c.weak, seed, supervisor=True)
-    print(f"  seed {seed}: weak test accuracy {exp.store.metrics('gt', key)['test_acc']:.3f}")
+  c.seeds = tuple(int(s) for s in a.seeds.split(","))
+  rt, g, (b,) = experiment.plan(c, os.path.join(a.workdir, a.task))
+  splits = b.data.splits
+  print(f"{a.task}: A {len(splits.a)}, B {len(splits.b)}, test {len(splits.test)}")
+  for seed in c.seeds:
+    score = b.predict(c.weak, b.train(c.weak, seed, "a", None, "xent", role="weak"), "test", seed)
+    graph.execute(graph.upstream(g, [score]), rt.store)
+    print(f"  seed {seed}: weak test accuracy {rt.store.metrics('predict', score.key)['acc']:.3f}")
 
 
 if __name__ == "__main__":

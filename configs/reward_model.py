@@ -1,5 +1,5 @@
 """Reward modelling: a weak reward model supervises a strong one on preference pairs, with and
-without generative fine-tuning of the strong model (paper section 5.2.2).
+without generative fine-tuning of the strong model (paper section 5.2.2; docs/settings.md).
 
   --config=configs/reward_model.py:tiny     synthetic preference pairs, tiny models (CI, < 1 min)
   --config=configs/reward_model.py          offline, real data: BIG-bench multiemo sentences as

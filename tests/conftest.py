@@ -50,3 +50,9 @@ def nlp_config():
 def chess_config():
   """get_config of configs/chess_bootstrap.py."""
   return _config_module("chess_bootstrap")
+
+
+def pytest_configure(config):
+  """The `slow` marker (end-to-end fault injection, minutes on a CPU), unless registered already."""
+  if not any(m.split(":")[0].strip() == "slow" for m in config.getini("markers")):
+    config.addinivalue_line("markers", "slow: a long end-to-end test (minutes on a CPU)")

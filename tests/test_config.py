@@ -59,8 +59,134 @@ def test_wrong_type_in_a_config_file_names_the_key(nlp_config):
   cfg.unlock()
   del cfg.train["epochs"]
   cfg.train.epochs = "two"  # a config file that replaced the key with another type
-  with pytest.raises(config_lib.ConfigError, match="'train.epochs' must be a number"):
+  with pytest.raises(config_lib.ConfigError, match="'train.epochs' must be a finite number"):
     config_lib.validate(cfg, 8)
+
+
+def replaced(cfg, key, value):
+  """A config file that assigns another type than the default's (ConfigDict refuses a plain
+  assignment): delete, then set."""
+  *parents, leaf = key.split(".")
+  node = cfg
+  for p in parents:
+    node = node[p]
+  with node.unlocked():
+    del node[leaf]
+    node[leaf] = value
+  return cfg
+
+
+# Each of these crashed late (log_every=0: ZeroDivisionError after ~40 s; mesh.tensor=0: a
+# ZeroDivisionError) or trained something else than asked, silently (warmup_steps=-10 changed the
+# schedule; grad_clip=-1 and bootstrap_samples=-1 were ignored).
+@pytest.mark.parametrize("key, value, message", [
+    ("train.log_every", 0, "'train.log_every': must be > 0"),
+    ("train.micro_batch_size", -4, "'train.micro_batch_size': must be >= 0 .0: no gradient"),
+    ("mesh.tensor", 0, "'mesh.tensor': -1 .the remaining devices. or >= 1, got 0"),
+    ("mesh.data", -2, "'mesh.data': -1 .the remaining devices. or >= 1, got -2"),
+    ("mesh.fsdp", 0, "'mesh.fsdp': -1 .the remaining devices. or >= 1, got 0"),
+    ("data_seed", -1, "'data_seed': must be >= 0"),
+    ("num_classes", 1, "'num_classes': 0 .the task's label set. or >= 2, got 1"),
+    ("task.n_train", -5, "'task.n_train': must be >= 0 .0: all., got -5"),
+    ("task.n_test", -1, "'task.n_test': must be >= 0"),
+    ("task.negation_rate", 1.5, "'task.negation_rate': must be in"),
+    ("task.synthetic_items", 2, "'task.synthetic_items': must be >= 3"),
+    ("train.warmup_steps", -10, "'train.warmup_steps': must be >= 0 .0: no warmup., got -10"),
+    ("train.grad_clip", -1.0, "'train.grad_clip': must be >= 0 .0: no clipping."),
+    ("train.eval_batch_size", 0, "'train.eval_batch_size': must be > 0"),
+    ("train.eval_batch_size", -8, "'train.eval_batch_size': must be > 0"),
+    ("train.b2", 1.0, "'train.b1': Adam's b1 and b2 must be < 1"),
+    ("train.eps", 0.0, "'train.eps': must be > 0"),
+    ("train.epochs", float("inf"), "'train.epochs' must be a finite number, got inf"),
+    ("train.lr", float("nan"), "'train.lr' must be a finite number, got nan"),
+    ("bootstrap_samples", -1, "'bootstrap_samples': must be >= 0 .0: no confidence interval."),
+    ("generative_finetune.epochs", 0.0, "'generative_finetune.epochs': must be > 0"),
+    ("generative_finetune.lr", -1e-3, "'generative_finetune.lr': must be >= 0"),
+    ("generative_finetune.batch_size", -1, "'generative_finetune.batch_size': must be >= 0"),
+    ("loss.logconf.warmup_frac", -0.1, "'loss.logconf.warmup_frac': must be >= 0"),
+    ("loss.product.alpha", -1.0, "'loss.product.alpha': must be >= 0"),
+    ("loss.entropy.entropy_weight", -0.1, "'loss.entropy.entropy_weight': must be >= 0"),
+    ("train.log_every", 2.5, "'train.log_every' must be int, got 2.5"),
+    ("train.buckets", (16.5, 32), "'train.buckets': strictly increasing positive lengths"),
+    ("train.buckets", (), "'train.buckets': strictly increasing positive lengths"),
+])
+def test_numeric_knobs_out_of_range_name_the_key(key, value, message, nlp_config):
+  cfg = nlp_config("tiny")
+  *parents, leaf = key.split(".")
+  node = cfg
+  for p in parents:
+    node = node[p]
+  try:
+    node[leaf] = value
+  except TypeError:  # another type than the default: as a config file would write it
+    replaced(cfg, key, value)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(cfg, 8)
+
+
+@pytest.mark.parametrize("seeds, message", [
+    (0, "'seeds' must be a tuple, got 0"),
+    ((), "'seeds': a tuple of distinct ints >= 0"),
+    ((0, -1), "'seeds': a tuple of distinct ints >= 0, e.g. .0, 1, 2.; got .0, -1."),
+    ((1, 1), "'seeds': a tuple of distinct ints"),
+    ((True,), "'seeds': a tuple of distinct ints"),
+])
+def test_seeds_are_a_tuple_of_distinct_non_negative_ints(seeds, message, nlp_config):
+  cfg = replaced(nlp_config("tiny"), "seeds", seeds)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(cfg, 8)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("chess.n_eval", -1, "'chess.n_eval': must be >= 0"),
+    ("chess.limit", -1, "'chess.limit': must be >= 0 .0: all."),
+    ("chess.answer_len", 0, "'chess.answer_len': must be > 0"),
+    ("chess.corpus.depth", 0, "'chess.corpus.depth': must be > 0 .stockfish search depth."),
+    ("chess.corpus.random_move_prob", 1.5, "'chess.corpus.random_move_prob': must be in"),
+    ("chess.corpus.random_plies", (10, 2), "'chess.corpus.random_plies': a range"),
+    ("chess.corpus.max_plies", 0, "'chess.corpus.max_plies': must be > 0"),
+    ("chess.pretrain.batch_size", 0, "'chess.pretrain.batch_size': must be > 0"),
+    ("chess.pretrain.lr", 0.0, "'chess.pretrain.lr': must be > 0"),
+    ("chess.pretrain.warmup_steps", -1, "'chess.pretrain.warmup_steps': must be >= 0"),
+    ("chess.pretrain.seed", -1, "'chess.pretrain.seed': must be >= 0"),
+    ("chess.n_transfer", 0, "'chess.n_transfer': must be > 0"),
+])
+def test_chess_knobs_out_of_range_name_the_key(key, value, message, chess_config):
+  cfg = chess_config("tiny")
+  *parents, leaf = key.split(".")
+  node = cfg
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(cfg, 8)
+
+
+def test_unknown_key_is_a_plain_sentence(nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.train.lrr = 1.0
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(cfg, 8)
+  assert str(e.value).startswith("unknown config key 'train.lrr'; did you mean 'train.lr'? "
+                                 "known keys in 'train': attention, b1, b2, batch_size")
+  assert "\\n" not in str(e.value) and "[" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config=configs/nlp.py:tiny", "--config.train.lrr=1"],
+     "unknown config key 'train.lrr'; did you mean 'train.lr'? known keys in 'train': "),
+    (["--config=configs/nlp.py:tiny", "--config.trainn.lr=1"],
+     "unknown config key 'trainn'; did you mean 'train'? known top-level keys: "),
+    (["--config=configs/chess_bootstrap.py:tiny", "--config.ladder.m4.size=tiny-3"],
+     "unknown ladder rung 'ladder.m4': this config's ladder has m1, m2, m3"),
+    (["--config=configs/chess_bootstrap.py:tiny", "--config.ladder.m2.sizee=tiny-3"],
+     "unknown config key 'ladder.m2.sizee'; did you mean 'ladder.m2.size'?"),
+])
+def test_unknown_command_line_keys_are_plain_sentences(argv, message):
+  """Flag parsing reports these as '\\'lrr\\'\\nDid you mean...' or a bare 'm4';
+  `override_error` gives main a sentence instead."""
+  assert str(config_lib.override_error(["main", *argv])).startswith(message)
+  assert config_lib.override_error(["main", argv[0], "--config.train.lr=1"]) is None
 
 
 def test_unknown_variant(nlp_config):

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from w2s_jax import sharding, train
+from w2s_jax.errors import CheckpointError
 from w2s_jax.models import hf as hf_lib, model_config
 
 KINDS = ["gpt2", "llama", "qwen2", "mistral"]
@@ -109,8 +110,9 @@ def test_export_round_trip_through_transformers(size, tmp_path):
 def test_unsupported_checkpoints_are_clear_errors(tmp_path):
   with pytest.raises(ValueError, match="model_type 'bert' is not supported"):
     hf_lib.model_config_from_hf({"model_type": "bert"})
-  with pytest.raises(ValueError, match="rope scaling"):
-    hf_lib.model_config_from_hf({"model_type": "llama", "rope_scaling": {"rope_type": "llama3"},
+  with pytest.raises(ValueError, match="rope scaling"):  # dynamic NTK depends on the length
+    hf_lib.model_config_from_hf({"model_type": "llama", "rope_scaling": {"rope_type": "dynamic",
+                                                                          "factor": 2.0},
                                  "hidden_size": 8, "num_attention_heads": 2, "vocab_size": 4,
                                  "num_hidden_layers": 1, "intermediate_size": 8})
   with pytest.raises(FileNotFoundError, match="not a folder and not downloadable"):
@@ -130,7 +132,7 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
   cfg.losses = ("xent",)
   config_lib.validate(cfg, jax.device_count())
   rows = pipeline.run(cfg, str(tmp_path / "work"))
-  ceiling = json.loads((tmp_path / "work" / "stages" / f"gt-{rows[0]['stage_keys']['ceiling']}"
+  ceiling = json.loads((tmp_path / "work" / "stages" / f"train-{rows[0]['stage_keys']['ceiling']}"
                         / "spec.json").read_text())
   assert ceiling["model"]["init"] == f"hf:{tmp_path / 'ckpt'}"
   assert ceiling["model"]["checkpoint"] == hf_lib.fingerprint(str(tmp_path / "ckpt"))
@@ -152,9 +154,9 @@ def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path, 
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
   rows = pipeline.run(cfg, str(tmp_path / "work"))
   key = rows[0]["stage_keys"]["ceiling"]
-  mc = export_stage(str(tmp_path / "work" / "stages" / f"gt-{key}"), str(tmp_path / "out"))
+  mc = export_stage(str(tmp_path / "work" / "stages" / f"train-{key}"), str(tmp_path / "out"))
   tr = train.Trainer(mc, 2, sharding.make_mesh(1, 8, 1), sharding.DEFAULT_RULES)
-  params = StageStore(str(tmp_path / "work")).params("gt", key, tr.abstract_params(),
+  params = StageStore(str(tmp_path / "work")).params("train", key, tr.abstract_params(),
                                                      tr.param_shardings)
   model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()
   tokens, _, mask = batch()
@@ -176,13 +178,15 @@ def test_missing_or_misshaped_tensors_are_named(tmp_path):
   tensors = load_file(str(tmp_path / "model.safetensors"))
   del tensors["model.layers.1.self_attn.k_proj.weight"]
   save_file(tensors, str(tmp_path / "model.safetensors"))
-  with pytest.raises(KeyError, match="model.layers.1.self_attn.k_proj.weight"):
+  with pytest.raises(CheckpointError, match="no tensor 'model.layers.1.self_attn.k_proj.weight' "
+                                            r"\(parameter blocks/wk\)"):
     jax.block_until_ready(hf_lib.load_params(str(tmp_path), tr.abstract_params(),
                                              tr.param_shardings))
   cfg = json.loads((tmp_path / "config.json").read_text())
   cfg["intermediate_size"] = 96  # the file's MLP tensors are 128 wide
   (tmp_path / "config.json").write_text(json.dumps(cfg))
   tr = train.Trainer(hf_lib.load_config(str(tmp_path)), 2, tr.mesh, sharding.DEFAULT_RULES)
-  with pytest.raises(ValueError, match=r"blocks/w_gate has shape \(2, 64, 128\), the model "
-                                       r"expects \(2, 64, 96\)"):
+  with pytest.raises(CheckpointError, match=r"tensor model.layers.0.mlp.gate_proj.weight in "
+                                            r"model.safetensors has shape \(128, 64\), the "
+                                            r"checkpoint's config implies \(96, 64\)"):
     hf_lib.load_params(str(tmp_path), tr.abstract_params(), tr.param_shardings)

@@ -52,17 +52,23 @@ def test_tiny_end_to_end_results(tiny_run):
 def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny_run):
   workdir, _ = tiny_run
   before = {d: os.stat(workdir / "stages" / d).st_mtime for d in os.listdir(workdir / "stages")}
-  assert len(before) == 4  # weak, ceiling, 2 students
+  # weak, ceiling and 2 students trained; the weak labels and 4 test predictions
+  assert sorted(d.split("-")[0] for d in before) == ["predict"] * 5 + ["train"] * 4
   proc = main("--config=configs/nlp.py:tiny", f"--workdir={workdir}",
               "--config.losses=('xent', 'kl')")
-  after = set(os.listdir(workdir / "stages"))
-  new = after - set(before)
-  assert len(new) == 1 and next(iter(new)).startswith("student-"), new
-  assert proc.stderr.count("cached") == 3 and "[student:tiny-llama-2:kl:s0] done" in proc.stderr
+  new = set(os.listdir(workdir / "stages")) - set(before)
+  assert sorted(d.split("-")[0] for d in new) == ["predict", "train"], new
+  assert proc.stderr.count("cached") == 7
+  assert "[student:tiny-llama-2:b_student:kl:s0] done" in proc.stderr
   for d, mtime in before.items():
     assert os.stat(workdir / "stages" / d).st_mtime == mtime
   runs = json.load(open(workdir / "results.json"))["runs"]
   assert sorted(r["loss"] for r in runs) == ["kl", "logconf", "xent"]
+  # --plan shows the graph and runs nothing.
+  proc = main("--config=configs/nlp.py:tiny", f"--workdir={workdir}",
+              "--config.losses=('xent', 'entropy')", "--plan")
+  assert "1 predict, 1 train" in proc.stdout and "to run" in proc.stdout
+  assert set(os.listdir(workdir / "stages")) == set(before) | new
 
 
 def test_bad_config_key_is_a_clear_error(tmp_path):

@@ -71,7 +71,7 @@ def test_llama_style_uses_rope_gqa_swiglu_and_no_positions_table():
 
 
 def test_every_parameter_has_logical_axes_of_its_rank():
-  for size in ("tiny-2", "tiny-llama-2", "llama-3-8b"):
+  for size in ("tiny-2", "tiny-llama-2", "llama-3-8b", "qwen3-0.6b", "gemma-2-2b", "gemma-3-1b"):
     cfg = model_config(size, vocab_size=259)
     _, state = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, 3, rngs=nnx.Rngs(0))))
     axes = sharding.logical_axes(state)

@@ -79,7 +79,7 @@ def test_formatter_on_a_hub_schema_row(name):
 
 
 def test_every_paper_task_is_registered_and_anthropic_hh_is_pairwise():
-  assert set(ROWS) | {"anthropic_hh"} <= set(tasks.TASKS)
+  assert set(ROWS) | {"anthropic_hh"} <= set(tasks.all_tasks())
   hh = tasks.get("anthropic_hh")
   assert hh.kind == "pairwise"
   (a, b), label = hh.format({"chosen": "good", "rejected": "bad", "_where": "r1"}, cfg(), ())

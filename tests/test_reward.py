@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, losses, pipeline, sharding, train
+from w2s_jax import config as config_lib, graph, losses, pipeline, runtime, sharding, train
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import model_config
@@ -123,21 +123,20 @@ def rm_config():
 
 
 def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
-  exp = pipeline.Experiment(rm_config, str(tmp_path / "a"))
-  key = exp.stage_gft(rm_config.strong, 0)
-  shuffled = pipeline.Experiment(rm_config, str(tmp_path / "b"))
+  rt = runtime.Runtime(rm_config, str(tmp_path))
+  builder = pipeline.Builder(rm_config, rt, graph.Graph())
+  stage = builder.gft(rm_config.strong, 0)
   rng = np.random.default_rng(0)
-  a, b = shuffled.splits.a, shuffled.splits.b
-  shuffled.splits = shuffled.splits._replace(
-      a=data_lib.Dataset(a.tokens, a.lengths, rng.permutation(a.labels)),
-      b=data_lib.Dataset(b.tokens, b.lengths, 1 - b.labels))
-  assert not np.array_equal(shuffled.dataset("a_strong").labels, exp.dataset("a_strong").labels)
-  assert shuffled.stage_gft(rm_config.strong, 0) == key
-  tr = exp.trainer(rm_config.strong)
-  p1 = exp.store.params("gft", key, tr.abstract_params(), tr.param_shardings)
-  p2 = shuffled.store.params("gft", key, tr.abstract_params(), tr.param_shardings)
-  jax.tree.map(np.testing.assert_array_equal, p1, p2)
-  assert exp.store.metrics("gft", key)["texts"] == 2 * (len(exp.splits.a) + len(exp.splits.b))
+  data = builder.data
+  a, b = data.sets["a_strong"], data.sets["b_strong"]
+  data.sets["a_strong"] = data_lib.Dataset(a.tokens, a.lengths, rng.permutation(a.labels))
+  data.sets["b_strong"] = data_lib.Dataset(b.tokens, b.lengths, 1 - b.labels)
+  relabelled = pipeline.Builder(rm_config, runtime.Runtime(rm_config, str(tmp_path / "b")),
+                                graph.Graph())
+  relabelled.data = data
+  assert relabelled.gft(rm_config.strong, 0).key == stage.key
+  graph.execute(builder.graph, rt.store)
+  assert rt.store.metrics("gft", stage.key)["texts"] == 2 * (len(a) + len(b))
 
 
 def test_tiny_reward_model_end_to_end(rm_config, tmp_path):

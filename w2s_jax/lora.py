@@ -11,12 +11,18 @@ import math
 import jax
 import jax.numpy as jnp
 
-# How many dimensions after "layers" are inputs, per weight name.
+# How many dimensions after "layers" are inputs, per weight name. Every family has the
+# attention projections wq wk wv wo and w_in w_out; w_gate is the gate of Llama/Qwen's SwiGLU and
+# Gemma's GeGLU (GPT-2 has none). Norms (Gemma's extra ones, Qwen3's q/k norms) are not targets.
 IN_DIMS = {"wq": 1, "wk": 1, "wv": 1, "wo": 2, "w_in": 1, "w_gate": 1, "w_out": 1}
 
 
 def init(blocks: dict, rank: int, targets, key) -> dict:
   """Adapters for `targets` given the (abstract or real) stacked block parameters."""
+  missing = [t for t in targets if t not in blocks]
+  if missing:
+    raise ValueError(f"LoRA targets {missing}: this model has no such weight (its targets: "
+                     f"{[n for n in IN_DIMS if n in blocks]})")
   out = {}
   for i, name in enumerate(targets):
     shape = blocks[name].shape

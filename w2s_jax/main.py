@@ -6,6 +6,7 @@ Several processes (one per host): add --coordinator_address=HOST:PORT --num_proc
 --process_id=I (or the W2S_* environment variables); on a TPU VM pod or under SLURM they are found
 automatically. --dry_run compiles the strong model's train step and prints its memory and FLOPs.
 """
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,8 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the strong model's train
                              "config's mesh; print memory per device and FLOPs; do not train.")
 _TOPOLOGY = flags.DEFINE_string("topology", "", "With --dry_run: compile for a TPU slice "
                                 "described on this CPU, e.g. v5e:4x4 (needs libtpu).")
+_PLAN = flags.DEFINE_bool("plan", False, "Print the stage graph (every stage, its key, cached or "
+                          "to run, its cost) and exit without running anything.")
 _FAKE_DEVICES = flags.DEFINE_integer("fake_devices", 0, "With --dry_run: this many fake CPU "
                                      "devices (a mesh larger than this machine).")
 flags.mark_flags_as_required(["config"])
@@ -40,10 +43,8 @@ def main(argv):
   logging.getLogger("w2s_jax").setLevel(logging.INFO)
   if not _DRY_RUN.value:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  import jax  # noqa: PLC0415
-
-  from w2s_jax import checkpoint, config as config_lib, pipeline, train  # noqa: PLC0415
-  from w2s_jax.data.tasks import DataError  # noqa: PLC0415
+  from w2s_jax import experiment  # noqa: PLC0415
+  from w2s_jax.errors import W2SError  # noqa: PLC0415
 
   if not distributed.is_main():
     logging.getLogger("w2s_jax").setLevel(logging.WARNING)
@@ -54,45 +55,37 @@ def main(argv):
       print(dry_run.report(cfg, topology=_TOPOLOGY.value), flush=True)
     except dry_run.DoesNotFit as e:
       sys.exit(f"does not fit: {e}")
-    except config_lib.ConfigError as e:
-      sys.exit(f"config error: {e}")
+    except W2SError as e:
+      sys.exit(f"{e.category} error: {e}")
     except ValueError as e:
       sys.exit(f"dry run error: {e}")
     return
   if not _WORKDIR.value:
     sys.exit("flag error: --workdir is required (except with --dry_run)")
   try:
-    config_lib.validate(cfg, jax.device_count())
-  except config_lib.ConfigError as e:
-    sys.exit(f"config error: {e}")
-  if distributed.is_main():
-    from etils import epath  # noqa: PLC0415  (local folders and gs:// buckets alike)
-    workdir = epath.Path(_WORKDIR.value)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=1))
-  try:
-    if cfg.experiment == "chess":
-      from w2s_jax.chess import ladder  # noqa: PLC0415
-      ladder.run(cfg, _WORKDIR.value)
-    else:
-      pipeline.run(cfg, _WORKDIR.value)
-  except (DataError, FileNotFoundError) as e:
+    experiment.run(cfg, _WORKDIR.value, plan_only=_PLAN.value)
+  except W2SError as e:
+    sys.exit(f"{e.category} error: {e}")
+  except FileNotFoundError as e:  # a data file named by the config
     sys.exit(f"data error: {e}")
-  except config_lib.ConfigError as e:  # found once the data is read (e.g. too few puzzles)
-    sys.exit(f"config error: {e}")
-  except checkpoint.Preempted as e:
-    sys.exit(f"preempted: {e}")
-  except train.NonFiniteLoss as e:
-    sys.exit(f"training diverged: {e}")
+  except OSError as e:  # a full disk or a read-only folder while writing stages
+    if e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+      sys.exit(f"workdir error: {e.filename or _WORKDIR.value}: {e.strerror}; finished stages are "
+               "kept: free space or fix permissions, then rerun the same command to resume")
+    raise
 
 
 def parse_flags(argv):
   """absl flag parsing, with a one-line error naming the key for a bad --config.KEY override."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"flag error: {e}")
-  except (KeyError, AttributeError, TypeError, ValueError) as e:
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    from w2s_jax import config as config_lib  # noqa: PLC0415
+    unknown = config_lib.override_error(argv)  # a plain sentence for an unknown key
+    if unknown is not None:
+      sys.exit(f"config error: {unknown}")
+    if isinstance(e, flags.Error):
+      sys.exit(f"flag error: {e}")
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     sys.exit(f"config error: {msg}")
 

@@ -42,18 +42,24 @@ def pgr_interval(weak_probs, student_probs, ceiling_probs, labels, *, samples=10
   return pgr_interval_correct([right], samples=samples, seed=seed, level=level)
 
 
+def resampled_accuracies(runs, *, samples=1000, seed=0) -> np.ndarray:
+  """[samples, 3] mean accuracies of (weak, student, ceiling), each sample drawing seeds with
+  replacement, then test examples with replacement (the same examples for the three models)."""
+  rng = np.random.default_rng(seed)
+  right = np.asarray(runs, np.float32)  # [seeds, 3, N]
+  n_seeds, _, n = right.shape
+  pick = rng.integers(0, n_seeds, size=(samples, n_seeds))
+  idx = rng.integers(0, n, size=(samples, n))
+  return right[pick[:, :, None], :, idx[:, None, :]].mean((1, 2))
+
+
 def pgr_interval_correct(runs, *, samples=1000, seed=0, level=0.95):
   """Bootstrap interval of PGR from per-example correctness: `runs` is one (weak, student,
   ceiling) triple of boolean [N] arrays per seed, on the same N test examples. Seeds and test
   examples are both resampled (each sample: seeds with replacement, then examples)."""
   if samples <= 0:
     return [float("nan"), float("nan")]
-  rng = np.random.default_rng(seed)
-  right = np.asarray(runs, np.float32)  # [seeds, 3, N]
-  n_seeds, _, n = right.shape
-  pick = rng.integers(0, n_seeds, size=(samples, n_seeds))
-  idx = rng.integers(0, n, size=(samples, n))
-  acc = right[pick[:, :, None], :, idx[:, None, :]].mean((1, 2))  # [samples, 3]
+  acc = resampled_accuracies(runs, samples=samples, seed=seed)
   w, s, c = acc[:, 0], acc[:, 1], acc[:, 2]
   gap = c - w
   values = np.where(gap != 0, (s - w) / np.where(gap != 0, gap, 1), np.nan)
@@ -69,9 +75,14 @@ def pooled_pgr(runs, *, samples=1000, seed=0) -> dict:
   interval resampling seeds and test examples. `runs`: one (weak, student, ceiling) triple of
   boolean [N] correctness arrays per seed, on the same test examples."""
   acc = np.asarray(runs, np.float32).mean((0, 2))
-  return {"seeds": len(runs), "weak_acc": float(acc[0]), "student_acc": float(acc[1]),
-          "ceiling_acc": float(acc[2]), "pgr": pgr(*acc), "pgr_valid": bool(acc[2] > acc[0]),
-          "pgr_ci95": pgr_interval_correct(runs, samples=samples, seed=seed)}
+  out = {"seeds": len(runs), "weak_acc": float(acc[0]), "student_acc": float(acc[1]),
+         "ceiling_acc": float(acc[2]), "pgr": pgr(*acc), "pgr_valid": bool(acc[2] > acc[0]),
+         "pgr_ci95": pgr_interval_correct(runs, samples=samples, seed=seed)}
+  if samples > 0:
+    lo, hi = np.quantile(resampled_accuracies(runs, samples=samples, seed=seed), [0.025, 0.975], 0)
+    out["acc_ci95"] = {n: [float(lo[i]), float(hi[i])]
+                       for i, n in enumerate(("weak", "student", "ceiling"))}
+  return out
 
 
 def score_run(weak_probs, student_probs, ceiling_probs, labels, *, samples=1000, seed=0) -> dict:

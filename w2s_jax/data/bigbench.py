@@ -15,7 +15,7 @@ import numpy as np
 
 from w2s_jax import fetch
 from w2s_jax.data.nlp_tasks import choice_pair, preference_pair
-from w2s_jax.data.tasks import DataError, Task as _Task
+from w2s_jax.data.tasks import DataError, Task as _Task, register
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -140,3 +140,4 @@ BIGBENCH_TASKS = {
         ("positive", "negative")),
     "bigbench-hhh_alignment": _pairwise(hhh_loader),  # 221 pairs: an extra evaluation set
 }
+register(BIGBENCH_TASKS)

@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from w2s_jax.data.tasks import DataError, Task, read_jsonl
+from w2s_jax.data.tasks import DataError, Task, read_jsonl, register
 
 BINARY = ("false", "true")
 
@@ -253,3 +253,4 @@ PAPER_TASKS = {
                                         train="train_prefs", test="test_prefs"),
                              f_ultrafeedback, kind="pairwise"),
 }
+register(PAPER_TASKS)

@@ -5,15 +5,19 @@
   format(row, task_cfg, labels) -> (text, label index)
   labels(task_cfg)        -> tuple of label names (their count is the number of classes)
 """
+import importlib
 import json
 import os
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+from w2s_jax.errors import ConfigError, DataError  # noqa: F401  (DataError: re-exported)
 
-class DataError(ValueError):
-  """A malformed input row; the message names the file (or split) and the line (or row)."""
+
+class MissingDataFile(DataError, FileNotFoundError):
+  """A data file that does not exist: a DataError (one line from main), and still the
+  FileNotFoundError that callers caught before."""
 
 
 class Task(NamedTuple):
@@ -50,14 +54,19 @@ def _text_label(row, cfg, labels):
 
 # ----------------------------------------------------------------------------------- JSONL
 def read_jsonl(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"data file not found: {path}")
+  if not os.path.isfile(path):
+    raise MissingDataFile(f"{path}: data file not found")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
+  with open(path, "rb") as f:  # decoded line by line: an encoding fault names its line
+    for lineno, raw in enumerate(f, 1):
+      where = f"{path}:{lineno}"
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                        f"{e.start + 1}); a binary or differently encoded file?") from None
       if not line.strip():
         continue
-      where = f"{path}:{lineno}"
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
@@ -66,12 +75,14 @@ def read_jsonl(path: str) -> list[dict]:
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
       row["_where"] = where
       rows.append(row)
+  if not rows:
+    raise DataError(f"{path}: no rows (an empty JSONL file)")
   return rows
 
 
 def load_jsonl(cfg):
   if not cfg.train_file:
-    raise ValueError("config.task.train_file: required for task 'jsonl'")
+    raise ConfigError("config key 'task.train_file': required for task 'jsonl'")
   out = {"train": read_jsonl(cfg.train_file)}
   if cfg.test_file:
     out["test"] = read_jsonl(cfg.test_file)
@@ -86,8 +97,11 @@ def load_hf(cfg):
 
   def split(name, data_file):
     kwargs = {"data_files": {name: data_file}} if data_file else {}
-    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name or None, split=name,
-                               revision=cfg.hf_revision or None, **kwargs)
+    try:
+      ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name or None, split=name,
+                                 revision=cfg.hf_revision or None, **kwargs)
+    except FileNotFoundError as e:
+      raise MissingDataFile(f"{data_file or cfg.hf_path}: not found ({e})") from None
     return [dict(row, _where=f"{cfg.hf_path}[{name}] row {i}") for i, row in enumerate(ds)]
 
   out = {"train": split(cfg.train_split, cfg.train_file)}
@@ -101,7 +115,7 @@ def load_tfds(cfg):
   ArrayRecord without TensorFlow (w2s_jax/data/tfds_source.py)."""
   from w2s_jax.data import tfds_source  # noqa: PLC0415  (optional, heavy)
   if not cfg.tfds_name:
-    raise ValueError("config.task.tfds_name: required for task 'tfds'")
+    raise ConfigError("config key 'task.tfds_name': required for task 'tfds'")
   out = {"train": tfds_source.load_rows(cfg.tfds_name, cfg.train_split, cfg.tfds_data_dir)}
   if cfg.test_split:
     out["test"] = tfds_source.load_rows(cfg.tfds_name, cfg.test_split, cfg.tfds_data_dir)
@@ -179,15 +193,26 @@ TASKS = {
     "tfds": Task(load_tfds, _text_label, lambda cfg: tuple(cfg.labels)),
 }
 
+# Modules that register more tasks when imported (they import this module, never the reverse at
+# import time, so any module of the package can be imported first).
+PLUGINS = ("w2s_jax.data.nlp_tasks", "w2s_jax.data.bigbench")
 
-from w2s_jax.data.bigbench import BIGBENCH_TASKS  # noqa: E402  (they use the helpers above)
-from w2s_jax.data.nlp_tasks import PAPER_TASKS  # noqa: E402
 
-TASKS.update(PAPER_TASKS)
-TASKS.update(BIGBENCH_TASKS)
+def register(new: dict) -> None:
+  clash = set(new) & set(TASKS)
+  if clash - {k for k in clash if TASKS[k] is new[k]}:
+    raise ValueError(f"task names registered twice: {sorted(clash)}")
+  TASKS.update(new)
+
+
+def all_tasks() -> dict:
+  """Every registered task (the plugin modules imported on first use)."""
+  for module in PLUGINS:
+    importlib.import_module(module)
+  return TASKS
 
 
 def get(name: str) -> Task:
-  if name not in TASKS:
+  if name not in all_tasks():
     raise KeyError(f"config.task.name: unknown task {name!r}; known: {sorted(TASKS)}")
   return TASKS[name]

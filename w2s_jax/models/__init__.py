@@ -1,4 +1,5 @@
 """Models: the size table, the NNX transformer, checkpoints (Hugging Face safetensors, GGUF)."""
+import dataclasses
 import functools
 
 from w2s_jax.models.sizes import SIZES, ModelConfig, model_config, param_count
@@ -24,12 +25,23 @@ def from_spec(spec, vocab_size: int) -> ModelConfig:
   "gguf:SOURCE", size "auto" or the matching size-table name) or from the size table."""
   module = checkpoint_module(spec.init)
   if module is None:
-    return model_config(spec.size, vocab_size)
-  mc = module.load_config(spec.init.split(":", 1)[1])
-  if spec.size != "auto" and model_config(spec.size, mc.vocab_size) != mc:
-    raise ValueError(f"checkpoint {spec.init} does not have the shape of size {spec.size!r}; "
-                     "use size 'auto' to take it from the checkpoint")
-  return mc
+    mc = model_config(spec.size, vocab_size)
+  else:
+    mc = module.load_config(spec.init.split(":", 1)[1])
+    if spec.size != "auto" and model_config(spec.size, mc.vocab_size).explicit() != mc.explicit():
+      raise ValueError(f"checkpoint {spec.init} does not have the shape of size {spec.size!r}; "
+                       "use size 'auto' to take it from the checkpoint")
+  return truncated(mc, spec.get("n_layers", 0))
+
+
+def truncated(mc: ModelConfig, n_layers: int) -> ModelConfig:
+  """The model cut to its first `n_layers` layers (0: all), its final norm and head kept: a
+  weaker model from a stronger checkpoint (a checkpoint loads its first layers into it)."""
+  if not n_layers or n_layers == mc.n_layers:
+    return mc
+  if n_layers > mc.n_layers:
+    raise ValueError(f"n_layers={n_layers}: the model has {mc.n_layers} layers")
+  return dataclasses.replace(mc, n_layers=n_layers)
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,6 +49,17 @@ def fingerprint(init: str):
   """Identity of a checkpoint init for stage keys (None for "scratch"), hashed once per process."""
   module = checkpoint_module(init)
   return module.fingerprint(init.split(":", 1)[1]) if module else None
+
+
+def check_checkpoint(init: str, abstract_params: dict) -> None:
+  """Before any training: does checkpoint `init` load into parameters shaped like
+  `abstract_params` (a Trainer's `abstract_params()`)? Reads headers only (safetensors header
+  JSON, GGUF tensor infos) and raises CheckpointError naming the file and the tensor for a
+  truncated file or header, a missing tensor or a shape the model does not have. "scratch":
+  nothing to check."""
+  module = checkpoint_module(init)
+  if module is not None:
+    module.check(init.split(":", 1)[1], abstract_params)
 
 
 def initial_params(init: str, trainer, seed: int) -> dict:
@@ -51,6 +74,5 @@ def initial_params(init: str, trainer, seed: int) -> dict:
 
 def display_name(spec) -> str:
   """How results and logs name a model: its size, or its checkpoint when the size is "auto"."""
-  if spec.size != "auto":
-    return spec.size
-  return spec.init.split(":", 1)[1].rstrip("/").split("/")[-1]
+  name = spec.size if spec.size != "auto" else spec.init.split(":", 1)[1].rstrip("/").split("/")[-1]
+  return name + (f"@{spec.n_layers}L" if spec.get("n_layers", 0) else "")

@@ -1,0 +1,139 @@
+"""One invocation: a config (or the grid its `sweep` declares) -> one stage graph -> results.
+
+  configs = expand(cfg)          the sweep's grid, one config per point (or just cfg)
+  graph   = union of every config's graph (a stage with the same key is added once)
+  --plan  prints the graph and exits; otherwise `graph.execute` runs what is not cached
+  results every row appended to WORKDIR/results.json by id; pooled figures over the whole workdir
+"""
+import itertools
+import logging
+
+import jax
+from etils import epath
+
+from w2s_jax import config as config_lib, distributed, graph as graph_lib, models, report, \
+    runtime
+from w2s_jax.errors import ConfigError, WorkdirError
+
+log = logging.getLogger("w2s_jax")
+
+
+def _model(template, entry: str):
+  """A sweep's model entry: a size-table name or a checkpoint init (size "auto"), optionally
+  "@k" for its first k layers ("gguf:smollm2-135m@4")."""
+  m = template.copy_and_resolve_references()
+  name, _, k = entry.partition("@")
+  m.size, m.init = ("auto", name) if ":" in name else (name, "scratch")
+  if k and not k.isdigit():
+    raise ConfigError(f"config key 'sweep.models': {entry!r}: '@' takes a layer count")
+  m.n_layers = int(k or 0)
+  return m
+
+
+def _set(cfg, dotted: str, value) -> None:
+  node, *path = cfg, *dotted.split(".")
+  for part in path[:-1]:
+    if part not in node:
+      raise ConfigError(f"config key 'sweep.grid': unknown key {dotted!r}")
+    node = node[part]
+  if path[-1] not in node:
+    raise ConfigError(f"config key 'sweep.grid': unknown key {dotted!r}")
+  node[path[-1]] = value
+
+
+def expand(cfg) -> list:
+  """The configs of cfg's sweep: every pair i < j of `sweep.models` (weak i, strong j; the
+  templates cfg.weak and cfg.strong give the other model settings) times every point of
+  `sweep.grid` (("dotted.key", (values...)), ...). Without a sweep: [cfg]."""
+  sw = cfg.sweep
+  pairs = list(itertools.combinations(sw.models, 2)) or [None]
+  grid = [(k, tuple(v)) for k, v in sw.grid]
+  for k, values in grid:
+    if not values:
+      raise ConfigError(f"config key 'sweep.grid': no values for {k!r}")
+  out = []
+  for pair in pairs:
+    for point in itertools.product(*(v for _, v in grid)):
+      c = cfg.copy_and_resolve_references()
+      with c.unlocked():
+        c.sweep.models, c.sweep.grid = (), ()
+        if pair:
+          c.weak, c.strong = _model(cfg.weak, pair[0]), _model(cfg.strong, pair[1])
+        for (k, _), value in zip(grid, point):
+          _set(c, k, value)
+      out.append(c)
+  return out
+
+
+def _builder(cfg):
+  if cfg.experiment == "chess":
+    from w2s_jax.chess import ladder  # noqa: PLC0415  (python-chess only when needed)
+    return ladder.build
+  from w2s_jax import pipeline  # noqa: PLC0415
+  return pipeline.build
+
+
+def plan(cfg, workdir: str):
+  """(runtime, graph, builders) of cfg and its sweep, without running anything."""
+  configs = expand(cfg)
+  for i, c in enumerate(configs):
+    try:
+      config_lib.validate(c, jax.device_count())
+    except ConfigError as e:
+      if len(configs) == 1:
+        raise
+      raise ConfigError(f"sweep point {i + 1} of {len(configs)} ({c.weak.size}/{c.weak.init} "
+                        f"-> {c.strong.size}/{c.strong.init}): {e}") from None
+  rt = runtime.Runtime(configs[0], workdir)
+  graph = graph_lib.Graph()
+  builders = [_builder(c)(c, rt, graph) for c in configs]
+  log.info("plan: %d configs, %d stages (%s)", len(configs), len(graph), graph.counts())
+  return rt, graph, builders
+
+
+def _write_config(cfg, workdir: str) -> None:
+  path = epath.Path(workdir)  # local folders and gs:// buckets alike
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(cfg.to_json_best_effort(indent=1))
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
+
+
+def run(cfg, workdir: str, plan_only: bool = False) -> list[dict]:
+  rt, graph, builders = plan(cfg, workdir)
+  if distributed.is_main() and not plan_only:
+    _write_config(cfg, workdir)
+  if plan_only:
+    if distributed.is_main():
+      print(graph_lib.plan_table(graph, rt.store), flush=True)
+    return []
+  # Every checkpoint's headers, tensor names and shapes, and every split's rows and classes,
+  # before the first stage trains: bad input fails now, not after the weak model trained.
+  for init, tr in dict.fromkeys(c for b in builders for c in b.checkpoints()):
+    models.check_checkpoint(init, tr.abstract_params())
+  for b in builders:
+    b.check_data()
+  compiles = runtime.COMPILES["n"]
+  stats = graph_lib.execute(graph, rt.store)
+  rows = [row for b in builders for row in b.rows()]
+  if distributed.is_main():
+    results = report.write_results(workdir, rows, rt.store,
+                                   samples=cfg.bootstrap_samples)
+    log.info("results: %s/results.json (%d rows in the workdir); stages run %s, %d cached; "
+             "%d programs compiled", workdir, len(results["runs"]), stats["ran"],
+             stats["cached"], runtime.COMPILES["n"] - compiles)
+    print(report.tables(results), flush=True)
+    print(stage_times(graph, rt.store), flush=True)
+  distributed.barrier("results written")
+  return rows
+
+
+def stage_times(graph, store) -> str:
+  """Wall time of this invocation's stages by kind (as measured when each ran)."""
+  seconds, counts = {}, {}
+  for s in graph:
+    seconds[s.kind] = seconds.get(s.kind, 0.0) + store.metrics(s.kind, s.key).get("seconds", 0)
+    counts[s.kind] = counts.get(s.kind, 0) + 1
+  return "stage wall times: " + ", ".join(
+      f"{k} {seconds[k]:.0f}s ({counts[k]})" for k in sorted(seconds))
