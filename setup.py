@@ -22,11 +22,17 @@ setup(
         "chess>=1.11",  # python-chess: rules, FEN/SAN/UCI/PGN, the stockfish driver
         "zstandard>=0.22",  # .zst Lichess puzzle CSVs and PGN dumps
         "matplotlib>=3.8",  # the report's figures (Agg backend, PNG)
+        "jinja2>=3.1",  # chat templates (task.chat_template)
     ],
     extras_require={
         # torch 2.13.0 is the CPU build these machines carry; transformers is the parity reference.
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6",
-                 "tensorflow-datasets>=4.9.10", "array-record>=0.5"],
+                 "tensorflow-datasets>=4.9.10", "array-record>=0.5", "tensorboardX>=2.6"],
+        # TensorBoard event files of every stage (config `tensorboard`); W&B runs when
+        # WANDB_PROJECT is set and wandb is installed.
+        "tensorboard": ["tensorboardX>=2.6"],
+        # Hub tokenizers without a tokenizer.json (AutoTokenizer) and their chat templates.
+        "hf": ["transformers>=5,<6", "sentencepiece>=0.2", "protobuf"],
         # TFDS datasets read through ArrayRecord, without TensorFlow (task "tfds").
         "tfds": ["tensorflow-datasets>=4.9.10", "array-record>=0.5"],
         "tpu": ["jax[tpu]>=0.10"],

@@ -381,6 +381,7 @@ def test_pod_variant_is_the_gpt2_ladder(chess_config, tmp_path):
   config_lib.validate(cfg, 8)
 
 
+@pytest.mark.slow
 def test_tiny_ladder_end_to_end(tmp_path):
   """The CI variant through the CLI: every rung's ceiling and both students, results.json with
   the chain of supervisors, and a second run that recomputes nothing."""
@@ -403,6 +404,7 @@ def test_tiny_ladder_end_to_end(tmp_path):
   assert again.returncode == 0 and "step 1/" not in again.stderr
 
 
+@pytest.mark.slow
 def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
   """The pretrained-LM path on tiny models: FEN prompts through a tokenizer, answers generated
   with the KV cache and parsed as moves; students train on the supervisors' generated text."""

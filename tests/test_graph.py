@@ -31,6 +31,7 @@ def _executed(workdir, cfg):
   return todo, stats, rows
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_trains_each_model_once(tmp_path, nlp_config):
   cfg = _sweep(nlp_config)
   configs = experiment.expand(cfg)
@@ -50,6 +51,7 @@ def test_a_tiny_sweep_trains_each_model_once(tmp_path, nlp_config):
   assert len(results["runs"]) == 12 and {p["seeds"] for p in results["pooled"]} == {2}
 
 
+@pytest.mark.slow
 def test_plan_runs_nothing_and_an_extra_eval_set_adds_predict_stages_only(tmp_path, nlp_config):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 320, 64, 1.0
@@ -66,6 +68,7 @@ def test_plan_runs_nothing_and_an_extra_eval_set_adds_predict_stages_only(tmp_pa
   assert todo == ["predict"] * 3  # weak, ceiling, student on the new set
 
 
+@pytest.mark.slow
 def test_legal_mask_adds_predict_stages_only(tmp_path, chess_config):
   cfg = chess_config("tiny")
   cfg.chess.update(n_test=64, n_weak_train=128, n_transfer=128)
@@ -101,6 +104,7 @@ MODULES = sorted(
     if f.endswith(".py") and f != "__main__.py")
 
 
+@pytest.mark.slow
 def test_every_module_imports_first():
   """Each module of the package as the first import of a fresh interpreter (no import cycle)."""
   procs = {m: subprocess.Popen([sys.executable, "-c", f"import {m.removesuffix('.__init__')}"],
@@ -111,6 +115,7 @@ def test_every_module_imports_first():
   assert {m: e for m, e in failed.items() if procs[m].returncode} == {}
 
 
+@pytest.mark.slow
 def test_two_invocations_pool_over_the_workdir_and_the_report_redraws_it(tmp_path, nlp_config):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 320, 128, 1.0

@@ -119,6 +119,7 @@ def test_unsupported_checkpoints_are_clear_errors(tmp_path):
     hf_lib.local_folder(str(tmp_path / "nothing-here"))
 
 
+@pytest.mark.slow
 def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
   """A transformers-saved checkpoint as the strong model (`init=hf:FOLDER`, `size=auto`)."""
   import json  # noqa: PLC0415
@@ -143,6 +144,7 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
     config_lib.validate(cfg, jax.device_count())
 
 
+@pytest.mark.slow
 def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path, nlp_config):
   """`python -m w2s_jax.export` on a stage of a finished run: transformers reproduces our
   language-model logits, and the classifier head is saved beside."""

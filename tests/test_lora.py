@@ -1,6 +1,7 @@
 """LoRA: only adapters and the head train; the base is untouched; the merged model is saved."""
 import jax
 import numpy as np
+import pytest
 
 from w2s_jax import lora as lora_lib, sharding, train
 from w2s_jax.data import dataset as data_lib
@@ -45,6 +46,7 @@ def test_merge_starts_at_the_base_and_matches_the_low_rank_product():
   np.testing.assert_allclose(merged["blocks"]["wq"], expected.reshape(2, 8, 2, 4), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_pipeline_with_a_lora_strong_model(tmp_path, nlp_config):
   import json  # noqa: PLC0415
 

@@ -27,11 +27,12 @@ def tiny_run(tmp_path_factory):
   return workdir, proc
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end_results(tiny_run):
   workdir, proc = tiny_run
   with open(workdir / "results.json") as f:
     runs = json.load(f)["runs"]
-  assert [(r["loss"], r["seed"]) for r in runs] == [("xent", 0), ("logconf", 0)]
+  assert sorted((r["loss"], r["seed"]) for r in runs) == [("logconf", 0), ("xent", 0)]
   for r in runs:
     assert all(r[k] is not None for k in FIELDS), r
     assert r["weak"] == "tiny-1" and r["strong"] == "tiny-llama-2" and r["n_test"] == 1000
@@ -49,6 +50,7 @@ def test_tiny_end_to_end_results(tiny_run):
   assert "step 1/" in proc.stderr
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny_run):
   workdir, _ = tiny_run
   before = {d: os.stat(workdir / "stages" / d).st_mtime for d in os.listdir(workdir / "stages")}
@@ -58,7 +60,7 @@ def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny
               "--config.losses=('xent', 'kl')")
   new = set(os.listdir(workdir / "stages")) - set(before)
   assert sorted(d.split("-")[0] for d in new) == ["predict", "train"], new
-  assert proc.stderr.count("cached") == 7
+  assert proc.stderr.count("] cached (") == 7
   assert "[student:tiny-llama-2:b_student:kl:s0] done" in proc.stderr
   for d, mtime in before.items():
     assert os.stat(workdir / "stages" / d).st_mtime == mtime

@@ -38,6 +38,7 @@ def main_cmd(workdir, *extra):
           f"--workdir={workdir}", *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_restart_gives_the_same_results(tmp_path):
   extra = ("--config.task.n_train=2000", "--config.train.checkpoint_every=20",
            "--config.losses=('xent',)")
@@ -66,6 +67,7 @@ def test_sigkill_at_a_random_moment_then_restart_gives_the_same_results(tmp_path
   assert_same_results(results(tmp_path / "run"), results(tmp_path / "ref"), atol=1e-7)
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
   # xent only: logconf's hard labels flip when an example's margin is within rounding of the
   # batch threshold, and two collective implementations (in-process, gloo) round differently;
@@ -108,6 +110,7 @@ def free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_barrier_that_does_not_complete_names_itself_and_the_absent_process(tmp_path):
   script = tmp_path / "barrier.py"
   script.write_text(BARRIER_SCRIPT)
@@ -134,6 +137,7 @@ def local_run(tmp_path, timeout_s):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["SIGKILL", "SIGSTOP"])
+@pytest.mark.slow
 def test_a_lost_peer_stops_the_whole_run_within_the_peer_timeout(tmp_path, sig):
   """Before: a SIGSTOPped process kept local.sh waiting forever (its peer exited after ~90 s)."""
   timeout_s = 10

@@ -16,6 +16,7 @@ def _data(cfg, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["full", "probe"])
+@pytest.mark.slow
 def test_strong_models_train_on_the_first_n_strong_train_rows(tmp_path, nlp_config, mode):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 128, 2.0

@@ -3,9 +3,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from w2s_jax import config as config_lib, pipeline, train
 
+@pytest.mark.slow
 def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 256, 2.0

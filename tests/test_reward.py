@@ -139,6 +139,7 @@ def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
   assert rt.store.metrics("gft", stage.key)["texts"] == 2 * (len(a) + len(b))
 
 
+@pytest.mark.slow
 def test_tiny_reward_model_end_to_end(rm_config, tmp_path):
   rows = pipeline.run(rm_config, str(tmp_path))
   assert {(r["loss"], r["gft"]) for r in rows} == {("xent", False), ("logconf", False),

@@ -65,6 +65,7 @@ def test_early_stopping_keeps_the_best_step_and_survives_a_resume(small_task, tm
   np.testing.assert_allclose(_checksum(resumed.params), _checksum(full.params), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_student_schedule_and_early_stopping_on_weak_labels(tmp_path, nlp_config):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test = 640, 128
@@ -112,6 +113,7 @@ def test_one_pass_gives_every_depths_features(small_task):
                                                           (16, 32), what="features"), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_depth_ladder_of_probes_on_one_checkpoint_shares_its_features(tmp_path, nlp_config):
   from tests.test_hf import hf_model  # noqa: PLC0415
   hf_model("llama").save_pretrained(tmp_path / "ckpt")

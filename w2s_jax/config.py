@@ -78,6 +78,9 @@ def defaults() -> ml_collections.ConfigDict:
       balance=False,  # downsample to equal class counts
       synthetic_seed=0, negation_rate=0.3, synthetic_items=9,
       format_seed=0,  # formatters' randomness (which wrong answer pairs with a question)
+      # chat tasks (ultrafeedback, anthropic_hh): "" plain text | "model" (the tokenizer's own
+      # chat template) | a tokenizer spec (gguf:... | hf:... | file:...) | a Jinja template
+      chat_template="",
   ))
   c.weak = model_spec("tiny-1")
   c.strong = model_spec("tiny-2")
@@ -131,6 +134,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.early_stopping = ml_collections.ConfigDict(dict(
       enabled=False, val_rows=0, every=50, metric="auroc", oracle=False))
   c.curves_every = 0  # > 0: every trained model is scored on test every N steps (the curves)
+  c.tensorboard = False  # TensorBoard event files per stage under WORKDIR/tensorboard
   # Probes read one forward pass that keeps every layer's features (float16, N x layers x d per
   # split): probes on every depth (model n_layers) of one checkpoint share it.
   c.features_all_layers = False
@@ -334,6 +338,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
              f"-1 (the remaining devices) or >= 1, got {cfg.mesh[axis]}")
   _require(t.b1 < 1 and t.b2 < 1, "train.b1", f"Adam's b1 and b2 must be < 1, got {t.b1}, {t.b2}")
   _require(cfg.task.negation_rate <= 1, "task.negation_rate", "must be in [0, 1]")
+  from w2s_jax.data import chat  # noqa: PLC0415
+  problem = chat.option_problem(cfg.task.chat_template, cfg.tokenizer, cfg.task.name)
+  _require(problem is None, "task.chat_template", problem or "")
   lp = cfg.loss.product
   _require(lp.alpha + lp.beta > 0, "loss.product.alpha", "alpha and beta cannot both be 0")
   if cfg.experiment == "chess":

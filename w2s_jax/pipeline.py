@@ -149,7 +149,7 @@ class Builder:
       tr = self.trainer(spec)
       result = train.fit(tr, models.initial_params(spec.init, tr, seed), texts, targets,
                          objective="answer", loss_name="xent", loss_hp={}, tcfg=tcfg, lr=lr,
-                         seed=seed, writer=self.rt.writer, label=label,
+                         seed=seed, writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("gft", stage.key))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
@@ -197,7 +197,7 @@ class Builder:
       targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
                  store.arrays("predict", labels.key)["probs"][:n])
       fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
-                 writer=self.rt.writer, label=label, evaluation=self.evaluation(
+                 writer=self.rt.stage_writer(stage), label=label, evaluation=self.evaluation(
                      spec, labels if select else None, feats, test_feats))
       if probe:  # the head is small: stored as an array, not a checkpoint
         x = self.probe_inputs(spec, feats)[:n]
@@ -213,7 +213,7 @@ class Builder:
       m = {"steps": result.steps, "train_seconds": result.seconds, "evals": result.evals,
            "best_step": result.best_step,
            "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
-           "history": result.history, "seconds": time.time() - t0}
+           "history": result.history, "seconds": time.time() - t0, "speed": result.speed}
       if not probe:
         m["compiles"] = {"all": rt_lib.COMPILES["n"] - compiles,
                          **{k: tr.traces[k] - traces[k] for k in traces}}

@@ -72,8 +72,13 @@ class Runtime:
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
-    self.writer = report.MetricWriter(workdir) if distributed.is_main() else None
+    self.writer = report.MetricWriter(workdir, cfg.tensorboard) if distributed.is_main() \
+        else None
     self._trainers, self._memo, self._params = {}, {}, {}
+
+  def stage_writer(self, stage):
+    """The metric writer of one stage (None on processes other than 0)."""
+    return self.writer.for_stage(stage.key) if self.writer else None
 
   def memo(self, key, make):
     """`make()` once per key for the whole invocation (data splits shared by a sweep's configs)."""

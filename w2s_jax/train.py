@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from w2s_jax import checkpoint, files, lora as lora_lib, losses, sharding
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.errors import NonFiniteLoss
+from w2s_jax.progress import Progress
 from w2s_jax.models import ModelConfig, Transformer, param_count
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,9 @@ class Trainer:
     out = np.zeros((len(ds), width), dtype)
     tokens_sharding, lengths_sharding = self._batch_sharding(1), self._batch_sharding(0)
     rows = sharding.local_rows(lengths_sharding, (batch_size,), 0)
+    progress = Progress(f"{self.model_cfg.n_layers}-layer model, {len(ds)} rows", len(ds))
     for idx, batch in data_lib.eval_batches(ds, batch_size, buckets):
+      progress.update(len(idx))
       tokens = jax.make_array_from_process_local_data(
           tokens_sharding, batch["tokens"][rows], batch["tokens"].shape)
       lengths = jax.make_array_from_process_local_data(
@@ -319,6 +322,7 @@ class FitResult(NamedTuple):
   resumed_from: int  # the checkpoint step training resumed from (0: a fresh start)
   evals: list = []  # one {"step", metrics...} per evaluation (Evaluation)
   best_step: int = -1  # the step whose parameters `params` are (-1: the last)
+  speed: dict = {}  # compile (+ first step) seconds apart from the steady state's rates
 
 
 class Evaluation(NamedTuple):
@@ -437,16 +441,22 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
     evals = [e for e in _read_evals(ckpt_dir) if e["step"] <= start]
     log.info("[%s] resumed from the checkpoint of step %d", label, start)
 
+  eval_seconds = [0.0]
+
   def evaluate(done):
     nonlocal best
+    t_eval = time.time()
     current = trainer.effective(state["params"], state["frozen"])
     m = {k: float(v) for k, v in evaluation.evaluate(current).items()}
     evals.append({"step": done, **m})
+    if writer:
+      writer.write_eval(label, done, m)
     if select and evaluation.better(m[evaluation.metric], float(best["value"])):
       best = {"params": jax.tree.map(jnp.copy, current),
               "value": scalar(m[evaluation.metric], np.float32), "step": scalar(done, np.int32)}
     log.info("[%s] eval at step %d: %s", label, done,
              ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    eval_seconds[0] += time.time() - t_eval
   if ckpt:
     checkpoint.watch_sigterm()
   rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
@@ -458,6 +468,11 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
       batch = {k: jax.make_array_from_process_local_data(
           batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
       state, metrics = step_fn(state, batch)
+      if step == start:  # compilation and the first step, timed apart from the steady state
+        jax.block_until_ready(metrics)
+        t_first, tokens = time.time(), 0
+      else:
+        tokens += tcfg.batch_size * local["tokens"].shape[2] * (2 if trainer.pairwise else 1)
       if pending is not None:  # the previous step's metrics: the host never waits on this one
         record(pending)
       pending = (step, metrics)
@@ -481,6 +496,12 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   finally:
     if ckpt:
       ckpt.close()
+  speed = steady_speed(trainer, total - start, t0, t_first, tokens, tcfg.batch_size,
+                       eval_seconds[0]) if total > start else {}
+  if speed:
+    log.info("[%s] compile + first step %.1fs; then %.3f s/step, %.0f examples/s, %.0f tokens/s"
+             ", %.2f model GFLOP/s", label, speed["first_step_seconds"], speed["step_seconds"],
+             speed["examples_per_s"], speed["tokens_per_s"], speed["model_flops_per_s"] / 1e9)
   if select and int(best["step"]) >= 0:
     params, best_step = best["params"], int(best["step"])
     log.info("[%s] kept step %d of %d (best %s %.4f)", label, best_step, total,
@@ -488,7 +509,19 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   else:
     params, best_step = trainer.effective(state["params"], state["frozen"]), -1
   return FitResult(jax.block_until_ready(params), rec.history, total, time.time() - t0, start,
-                   evals, best_step)
+                   evals, best_step, speed)
+
+
+def steady_speed(trainer: Trainer, steps: int, t0: float, t_first: float, tokens: int,
+                 batch_size: int, excluded: float = 0.0) -> dict:
+  """Rates of the steps after the first (which includes compilation), evaluations left out
+  (`excluded` seconds); model FLOPs as 6 x parameters x tokens (forward and
+  backward of the dense layers)."""
+  seconds = max(time.time() - t_first - excluded, 1e-9)
+  rest = steps - 1
+  return {"first_step_seconds": t_first - t0, "step_seconds": seconds / max(rest, 1),
+          "examples_per_s": rest * batch_size / seconds, "tokens_per_s": tokens / seconds,
+          "model_flops_per_s": 6 * param_count(trainer.model_cfg) * tokens / seconds}
 
 
 def _write_evals(ckpt_dir: str, evals: list) -> None:

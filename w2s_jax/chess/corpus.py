@@ -20,6 +20,7 @@ import chess.pgn
 
 from w2s_jax.chess.puzzles import _open_text, board_key
 from w2s_jax.errors import DataError
+from w2s_jax.progress import Progress
 
 log = logging.getLogger("w2s_jax")
 
@@ -68,8 +69,10 @@ def self_play(n_positions: int, *, player: str, depth: int, seed: int, random_pl
   elif player != "greedy":
     raise ValueError(f"config.chess.corpus.player: {player!r} (stockfish | greedy)")
   fens, moves, games, excluded = [], [], 0, 0
+  progress = Progress(f"corpus: {player} self-play", n_positions, "positions")
   try:
     while len(fens) < n_positions:
+      progress.update(len(fens) - progress.done)
       rng = random.Random(f"{seed}:{games}")
       board, game = chess.Board(), object()  # a new `game` makes python-chess send ucinewgame
       for _ in range(rng.randint(*random_plies)):

@@ -122,13 +122,14 @@ class Builder:
       ds, targets = self.codec.training(self.codec.dataset(boards), boards)
       result = train.fit(tr, tr.init_params(p.seed), ds, targets, objective=self._objective(),
                          loss_name="xent", loss_hp={}, tcfg=tcfg, lr=p.lr, seed=p.seed,
-                         writer=self.rt.writer, label=label,
+                         writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("pretrain", stage.key),
                          steps=rung.pretrain_steps)
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,
-          "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from})
+          "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
+          "speed": result.speed})
     stage = self.graph.add(Stage("pretrain", spec, label, run, (corpus,),
                                  cost=f"{rung.pretrain_steps} steps x {p.batch_size}"))
     return stage
@@ -158,12 +159,13 @@ class Builder:
                else models.initial_params(rung.init, tr, seed))
       result = train.fit(tr, start, ds, targets, objective=self._objective(), loss_name=loss,
                          loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
-                         writer=self.rt.writer, label=label,
+                         writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("train", stage.key))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,
-          "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from})
+          "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
+          "speed": result.speed})
     deps = tuple(d for d in (init, labels) if d is not None)
     n = len(self.pz.data[split])
     total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))

