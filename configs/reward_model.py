@@ -43,7 +43,9 @@ def get_config(arg: str = "default"):
     c.train.update(batch_size=16, buckets=(32, 64, 128), eval_batch_size=32, log_every=4)
     c.weak.size, c.weak.lr = "tiny-2", 1e-3
     c.strong.init, c.strong.size, c.strong.lr = "gguf:smollm2-135m", "auto", 1e-4
-    c.generative_finetune.update(epochs=1.0)
+    # Next-token loss on the sentences only: on "...Answer: positive" and "...Answer: negative"
+    # alike it would teach indifference to the very label (BUILD_NOTES.md).
+    c.generative_finetune.update(epochs=1.0, texts="prefix")
     c.seeds = (0, 1, 2)
   elif arg == "pod":
     c.task.name = "anthropic_hh"

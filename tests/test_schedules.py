@@ -127,3 +127,18 @@ def test_a_depth_ladder_of_probes_on_one_checkpoint_shares_its_features(tmp_path
   kinds = [d.name.split("-")[0] for d in (tmp_path / "work" / "stages").iterdir()]
   assert kinds.count("features") == 3  # A, B and test, once each for both depths
   assert row["weak"].endswith("@1L") and row["params"]["weak"] < row["params"]["strong"]
+
+
+def test_generative_texts_can_be_the_pairs_shared_prefix():
+  """For pairs built from a classification task, gft sees the text without its answer."""
+  tokens = np.zeros((2, 8, 2), np.int32)
+  tokens[0, :5, 0], tokens[0, :4, 1] = [5, 6, 7, 8, 9], [5, 6, 7, 3]
+  tokens[1, :3, 0], tokens[1, :3, 1] = [4, 4, 4], [4, 4, 4]  # equal texts: the whole text
+  ds = data_lib.Dataset(tokens, np.array([[5, 4], [3, 3]], np.int32), np.zeros(2, np.int32))
+  prefix, lengths = data_lib.shared_prefix(ds)
+  assert lengths.tolist() == [3, 3]
+  np.testing.assert_array_equal(prefix[0], [5, 6, 7, 0, 0, 0, 0, 0])
+  rows, targets = data_lib.text_rows(ds, prefix_only=True)
+  assert len(rows) == 2 and targets[0].tolist()[:3] == [6, 7, -1]
+  both, _ = data_lib.text_rows(ds)
+  assert len(both) == 4

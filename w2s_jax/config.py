@@ -91,6 +91,9 @@ def defaults() -> ml_collections.ConfigDict:
   # both without and with it.
   c.generative_finetune = ml_collections.ConfigDict(dict(
       enabled=False, epochs=1.0,
+      # both: every text of a pair; prefix: the part a pair's texts share (for pairs built from
+      # a classification task, the text without its answer: no loss on the label words).
+      texts="both",
       lr=0.0,  # 0: the strong model's fine-tuning learning rate
       batch_size=0,  # 0: train.batch_size
   ))
@@ -358,6 +361,8 @@ def validate(cfg, n_devices: int, devices=None) -> None:
   for name in cfg.eval_tasks:
     _require(name in tasks.all_tasks() and (tasks.all_tasks()[name].kind == "pairwise") == pairwise,
              "eval_tasks", f"{name!r} is not a known task of the same kind as task.name")
+  _require(cfg.generative_finetune.texts in ("both", "prefix"), "generative_finetune.texts",
+           "both | prefix")
   _require(cfg.early_stopping.metric in ("auroc", "acc", "loss"), "early_stopping.metric",
            "auroc | acc | loss (against the weak labels of the held-out rows)")
   g = cfg.generative_finetune

@@ -134,9 +134,11 @@ class Builder:
   def gft(self, spec, seed: int) -> Stage:
     """Generative fine-tuning: next-token loss on the strong rows' texts (labels never read)."""
     g = self.cfg.generative_finetune
+    prefix = g.texts == "prefix"
     texts, targets = self.rt.memo(("gft texts", self.data.keys["a_strong"],
-                                   self.data.keys["b_strong"]), lambda: data_lib.text_rows(
-                                       self.data.sets["a_strong"], self.data.sets["b_strong"]))
+                                   self.data.keys["b_strong"], prefix), lambda: data_lib.text_rows(
+                                       self.data.sets["a_strong"], self.data.sets["b_strong"],
+                                       prefix_only=prefix))
     mc = self.model_cfg(spec)
     tcfg = train.with_overrides(self.cfg.train, epochs=g.epochs, micro_batch_size=0,
                                 batch_size=g.batch_size or self.cfg.train.batch_size)
@@ -330,6 +332,10 @@ class Builder:
       probs = {r: store.arrays("predict", p["test"].key)["probs"] for r, p in preds.items()}
       scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], labels,
                                  samples=cfg.bootstrap_samples, seed=seed)
+      # Ranking quality too: a biased model can sit at the prior in accuracy and still order
+      # the pairs (or rows) well.
+      scores["pgr_auroc"] = metrics.pgr(scores["weak_auroc"], scores["student_auroc"],
+                                        scores["ceiling_auroc"])
       group = [cfg.task.name, data.keys["test"], weak_name, strong_name, loss] + (
           ["gft"] if gft else [])
       out.append({

@@ -137,12 +137,28 @@ def load_eval(name: str, task_cfg, tokenizer, max_len: int) -> Dataset:
   return ds
 
 
-def text_rows(*datasets: Dataset):
-  """Language-modelling rows of `datasets` (both texts of a pair), labels dropped: (tokens
-  [M, L], lengths [M], next-token targets [M, L - 1] -1 padded) for generative fine-tuning."""
+def shared_prefix(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+  """(tokens [N, L], lengths [N]) of what the two texts of each pair share before they differ:
+  for pairs built from a classification task, the text without its answer."""
+  a, b = ds.tokens[..., 0], ds.tokens[..., 1]
+  n = np.minimum(ds.lengths[:, 0], ds.lengths[:, 1])
+  same = np.cumprod(a == b, axis=1).sum(1)
+  lengths = np.minimum(same, n).astype(np.int32)
+  tokens = np.where(np.arange(a.shape[1])[None] < lengths[:, None], a, 0).astype(a.dtype)
+  return tokens, lengths
+
+
+def text_rows(*datasets: Dataset, prefix_only: bool = False):
+  """Language-modelling rows of `datasets` (both texts of a pair, or with `prefix_only` the
+  part they share), labels dropped: (tokens [M, L], lengths [M], next-token targets [M, L - 1]
+  -1 padded) for generative fine-tuning."""
   tokens, lengths = [], []
   for ds in datasets:
-    if ds.tokens.ndim == 3:
+    if ds.tokens.ndim == 3 and prefix_only:
+      t, n = shared_prefix(ds)
+      tokens.append(t)
+      lengths.append(n)
+    elif ds.tokens.ndim == 3:
       tokens += [ds.tokens[..., j] for j in range(ds.tokens.shape[2])]
       lengths += [ds.lengths[:, j] for j in range(ds.lengths.shape[1])]
     else:
