@@ -123,6 +123,9 @@ def defaults() -> ml_collections.ConfigDict:
       log_every=10,
       checkpoint_every=200,  # steps between training checkpoints (0: only on preemption)
       keep_checkpoints=2,  # the latest N are kept
+      # (first, last) optimizer steps of every train stage traced with jax.profiler into
+      # WORKDIR/profile/<stage> (TensorBoard's profile plugin or Perfetto); (0, 0): none.
+      profile_steps=(0, 0),
   ))
   # A grid in one invocation (w2s_jax/experiment.py): every pair i < j of `models` (weak i,
   # strong j; size names or checkpoint inits, the other settings from `weak` and `strong`) times
@@ -363,6 +366,9 @@ def validate(cfg, n_devices: int, devices=None) -> None:
              "eval_tasks", f"{name!r} is not a known task of the same kind as task.name")
   _require(cfg.generative_finetune.texts in ("both", "prefix"), "generative_finetune.texts",
            "both | prefix")
+  ps = cfg.train.profile_steps
+  _require(len(ps) == 2 and all(isinstance(x, int) and x >= 0 for x in ps) and ps[0] <= ps[1],
+           "train.profile_steps", f"(first, last) steps with 0 <= first <= last, got {ps}")
   _require(cfg.early_stopping.metric in ("auroc", "acc", "loss"), "early_stopping.metric",
            "auroc | acc | loss (against the weak labels of the held-out rows)")
   g = cfg.generative_finetune

@@ -29,6 +29,13 @@ def _errs(ps, role):
                                                      [e[1][0] for e in errs]]
 
 
+def _save(fig, path, dpi: int):
+  fig.tight_layout()
+  fig.savefig(str(path), dpi=dpi)
+  plt.close(fig)
+  return path
+
+
 def _method(p):
   return p["loss"] + ("+gft" if p.get("gft") else "")
 
@@ -70,11 +77,7 @@ def accuracy_figures(pool: list[dict], out: epath.Path) -> list:
       ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy")
     axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path = out / f"accuracy_{task}.png"
-    fig.savefig(str(path), dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(fig, out / f"accuracy_{task}.png", 110))
   return paths
 
 
@@ -101,11 +104,7 @@ def pgr_figure(pool: list[dict], out: epath.Path):
   ax.grid(alpha=0.3)
   if valid:
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = out / "pgr_vs_gap.png"
-  fig.savefig(str(path), dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, out / "pgr_vs_gap.png", 110)
 
 
 def chess_figure(pool: list[dict], runs: list[dict], out: epath.Path):
@@ -119,7 +118,8 @@ def chess_figure(pool: list[dict], runs: list[dict], out: epath.Path):
     for method, color, dx in (("naive", "tab:blue", -0.08), ("bootstrap", "tab:orange", 0.08)):
       s = sorted((p for p in sel if p["method"] == method), key=lambda p: p["rung"])
       ax.errorbar([p["rung"] + dx for p in s], [p["student_acc"] for p in s],
-                  yerr=_errs(s, "student"), fmt="o-", color=color, capsize=3, label=f"{method} student")
+                  yerr=_errs(s, "student"), fmt="o-", color=color, capsize=3,
+                  label=f"{method} student")
     ceil = sorted({(p["rung"], p["ceiling_acc"]) for p in sel if p["method"] == "naive"})
     ax.plot([c[0] for c in ceil], [c[1] for c in ceil], "ks-", label="ceiling")
     ax.axhline(sel[0]["weak_acc"], color="tab:green", ls="--", label="weak supervisor (M1)")
@@ -136,11 +136,7 @@ def chess_figure(pool: list[dict], runs: list[dict], out: epath.Path):
     ax.set_title(f"chess ladder, students trained with {loss}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = out / "chess_ladder.png"
-  fig.savefig(str(path), dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, out / "chess_ladder.png", 110)
 
 
 def curves_figure(runs: list[dict], store, out: epath.Path):
@@ -187,11 +183,7 @@ def curves_figure(runs: list[dict], store, out: epath.Path):
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  path = out / "curves.png"
-  fig.savefig(str(path), dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, out / "curves.png", 100)
 
 
 def draw_all(results: dict, store, workdir: str) -> list:

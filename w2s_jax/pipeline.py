@@ -210,7 +210,8 @@ class Builder:
                  else models.initial_params(spec.init, tr, seed))
         compiles, traces = rt_lib.COMPILES["n"], dict(tr.traces)
         result = train.fit(tr, start, ds, targets, objective="soft",
-                           ckpt_dir=store.ckpt_dir("train", stage.key), **fit)
+                           ckpt_dir=store.ckpt_dir("train", stage.key),
+                           profile_dir=self.rt.profile_dir(stage), **fit)
         self.rt.keep_params(stage.name, result.params)
       m = {"steps": result.steps, "train_seconds": result.seconds, "evals": result.evals,
            "best_step": result.best_step,

@@ -16,7 +16,8 @@ from w2s_jax import distributed, models, report, sharding, stages, train
 log = logging.getLogger("w2s_jax")
 
 # Config keys of `train` that change no stage output (logging, evaluation batching).
-NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
+NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
+              "profile_steps")
 
 # Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
 # compile a handful of programs per stage, not one per batch.
@@ -79,6 +80,10 @@ class Runtime:
   def stage_writer(self, stage):
     """The metric writer of one stage (None on processes other than 0)."""
     return self.writer.for_stage(stage.key) if self.writer else None
+
+  def profile_dir(self, stage) -> str:
+    """Where a train stage's profiled steps go (train.profile_steps); on process 0."""
+    return f"{self.workdir}/profile/{stage.name}" if distributed.is_main() else ""
 
   def memo(self, key, make):
     """`make()` once per key for the whole invocation (data splits shared by a sweep's configs)."""

@@ -392,7 +392,7 @@ OBJECTIVES = {  # objective -> (targets' rank, integer targets)
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
         objective: str, loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
         label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0,
-        evaluation: Evaluation | None = None) -> FitResult:
+        evaluation: Evaluation | None = None, profile_dir: str = "") -> FitResult:
   """Train `params` (consumed) on (ds, targets) for `tcfg.epochs` (or exactly `steps`).
   `objective` says what the targets are (OBJECTIVES): soft [N, C] probabilities, hard class ids
   [N], or answer token ids [N, A] (the last tokens of each row of `ds`; -1 padded) for
@@ -403,6 +403,7 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   `stop_after` > 0 stops after that many steps as if preempted (tests).
   `evaluation`: periodic evaluations and, with a metric, the best step's parameters (kept in
   the checkpoints too, so a resumed run selects exactly as an uninterrupted one).
+  `profile_dir`: where the steps tcfg.profile_steps = (first, last) are traced (jax.profiler).
   """
   accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
   micro = tcfg.batch_size // accum
@@ -462,7 +463,12 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
   record = rec.record
   try:
+    first, last = tuple(tcfg.get("profile_steps", (0, 0)))
+    tracing = False
     for step in range(start, total):
+      if profile_dir and last > 0 and step == max(first, start) and step <= last:
+        jax.profiler.start_trace(profile_dir)
+        tracing = True
       local = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
                                    seed=seed, buckets=tcfg.buckets, rows=rows)
       batch = {k: jax.make_array_from_process_local_data(
@@ -477,6 +483,11 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
         record(pending)
       pending = (step, metrics)
       done = step + 1
+      if tracing and (step >= last or done == total):
+        jax.block_until_ready(metrics)
+        jax.profiler.stop_trace()
+        tracing = False
+        log.info("[%s] steps %d-%d traced into %s", label, max(first, start), step, profile_dir)
       if evaluation is not None and (done % evaluation.every == 0 or done == total):
         evaluate(done)
       if ckpt and done < total:

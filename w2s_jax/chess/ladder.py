@@ -160,7 +160,8 @@ class Builder:
       result = train.fit(tr, start, ds, targets, objective=self._objective(), loss_name=loss,
                          loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                          writer=self.rt.stage_writer(stage), label=label,
-                         ckpt_dir=self.rt.store.ckpt_dir("train", stage.key))
+                         ckpt_dir=self.rt.store.ckpt_dir("train", stage.key),
+                         profile_dir=self.rt.profile_dir(stage))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,

@@ -8,6 +8,7 @@ Batches are padded to the smallest bucket length that holds their longest row, s
 one program per bucket, not one per batch. The training order is a pure function of (seed, step).
 """
 import dataclasses
+import functools
 import hashlib
 import logging
 from typing import NamedTuple
@@ -55,10 +56,12 @@ def tokenize(rows, task, task_cfg, labels, tokenizer, max_len) -> tuple[Dataset,
   """Pairwise tasks format to ((text_a, text_b), label): tokens [N, max_len, 2], lengths
   [N, 2]; a pair is dropped when either text is too long."""
   pair = task.kind == "pairwise"
+  formatted = [task.format(row, task_cfg, labels) for row in rows]
+  width = 2 if pair else 1
+  flat = tokenizer.encode_batch(t for text, _ in formatted for t in (text if pair else (text,)))
   ids, ys, dropped = [], [], 0
-  for row in rows:
-    text, y = task.format(row, task_cfg, labels)
-    ts = [tokenizer.encode(t) for t in (text if pair else (text,))]
+  for i, (_, y) in enumerate(formatted):
+    ts = flat[i * width:(i + 1) * width]
     if any(len(t) > max_len or len(t) == 0 for t in ts):
       dropped += 1
       continue
@@ -189,8 +192,15 @@ def batch_indices(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
   """Rows of the optimizer batch of `step`: a pure function of (seed, step), so a resumed run
   or one with another process count sees the same global order."""
   epoch, i = divmod(step, steps_per_epoch(n, batch_size))
+  return _permutation(n, seed, epoch)[i * batch_size:(i + 1) * batch_size]
+
+
+@functools.lru_cache(maxsize=8)
+def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The epoch's order, computed once per (rows, seed, epoch), not once per step."""
   perm = np.random.default_rng([seed, epoch]).permutation(n)
-  return perm[i * batch_size:(i + 1) * batch_size]
+  perm.flags.writeable = False
+  return perm
 
 
 def train_batch(ds: Dataset, targets: np.ndarray, step: int, *, batch_size: int, accum: int,

@@ -32,6 +32,9 @@ class ByteTokenizer:
   def decode(self, ids) -> str:
     return bytes(int(i) - 3 for i in ids if int(i) >= 3).decode("utf-8", errors="replace")
 
+  def encode_batch(self, texts) -> list:
+    return [self.encode(t) for t in texts]
+
 
 def _one_bos(ids: list, text: str, bos_id, bos_text) -> list:
   """`ids` without the tokenizer's own BOS when the text brought one already (a chat template
@@ -53,6 +56,12 @@ class HFTokenizer:
 
   def encode(self, text: str) -> np.ndarray:
     return np.asarray(_one_bos(self.tok.encode(text).ids, text, *self._bos), np.int32)
+
+  def encode_batch(self, texts) -> list:
+    """The same ids as `encode` per text, tokenized in parallel by the Rust library."""
+    texts = list(texts)
+    return [np.asarray(_one_bos(e.ids, t, *self._bos), np.int32)
+            for e, t in zip(self.tok.encode_batch(texts), texts)]
 
   def decode(self, ids) -> str:
     return self.tok.decode([int(i) for i in ids])
@@ -79,6 +88,9 @@ class TransformersTokenizer:
   def encode(self, text: str) -> np.ndarray:
     return np.asarray(_one_bos(list(self.tok.encode(text)), text, self.tok.bos_token_id,
                                self.tok.bos_token), np.int32)
+
+  def encode_batch(self, texts) -> list:
+    return [self.encode(t) for t in texts]
 
   def decode(self, ids) -> str:
     return self.tok.decode([int(i) for i in ids])

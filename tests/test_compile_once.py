@@ -1,0 +1,44 @@
+"""Compile once, feed fast: stages of one model share their train program; the epoch order is
+computed once; tokenization in batches gives the same ids; profiled steps leave a trace."""
+import numpy as np
+
+from w2s_jax import sharding, train
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tokenizers import ByteTokenizer, get_tokenizer
+from w2s_jax.models import model_config
+
+
+def _fit(tr, splits, tcfg, targets, lr=1e-3, **kw):
+  return train.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="xent",
+                   loss_hp={}, tcfg=tcfg, lr=lr, seed=0, steps=3, **kw)
+
+
+def test_a_second_stage_of_the_same_model_compiles_no_new_train_program(small_task, tmp_path):
+  cfg, splits = small_task
+  tr = train.Trainer(model_config("tiny-1", 259), 2, sharding.make_mesh(1, 8, 1),
+                     sharding.DEFAULT_RULES)
+  ceiling = data_lib.one_hot(splits.a.labels, 2)
+  _fit(tr, splits, cfg.train, ceiling)
+  traced = tr.traces["train"]
+  student = _fit(tr, splits, cfg.train, ceiling * 0.8 + 0.1)  # other targets: soft labels
+  assert tr.traces["train"] == traced and student.speed["first_step_seconds"] < 5
+  _fit(tr, splits, cfg.train, ceiling, lr=3e-3)  # another learning rate: another program
+  assert tr.traces["train"] > traced
+  profiled = _fit(tr, splits, train.with_overrides(cfg.train, profile_steps=(1, 2)), ceiling,
+                  profile_dir=str(tmp_path / "profile"))
+  assert profiled.steps == 3 and list((tmp_path / "profile").rglob("*.xplane.pb"))
+
+
+def test_the_epoch_order_is_one_permutation_per_seed_and_epoch():
+  steps = [data_lib.batch_indices(100, s, 10, seed=3) for s in range(20)]
+  assert sorted(np.concatenate(steps[:10]).tolist()) == list(range(100))
+  assert not np.array_equal(np.concatenate(steps[:10]), np.concatenate(steps[10:]))
+  np.testing.assert_array_equal(data_lib.batch_indices(100, 13, 10, seed=3), steps[13])
+
+
+def test_batched_tokenization_gives_the_same_ids():
+  texts = ["The capital of France is", "", "naïve café — ünïcode", "a" * 300]
+  for tok in (ByteTokenizer(), get_tokenizer("gguf:smollm2-135m")):
+    batched = tok.encode_batch(texts)
+    for text, ids in zip(texts, batched):
+      np.testing.assert_array_equal(ids, tok.encode(text))
