@@ -209,10 +209,14 @@ def zero_shot_lines(runs: list[dict]) -> list[str]:
   chance, lines = r["chance"], []
   for name, acc in r["zero_shot"].items():
     cells = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in sorted(acc.items()))
-    skill = acc.get("masked", acc.get("unmasked"))
+    cells += f"; a random legal move {chance:.3f}"
+    skill = acc.get("masked", acc["unmasked"])
     verdict = "" if skill is None or skill >= 2 * chance else \
-        " (below 2x a random legal move: little latent skill)"
+        ": below twice that, little latent skill"
     lines.append(f"zero-shot {name}: {cells}{verdict}")
+  if verdict:  # the last rung is the top one
+    lines.append("the top rung has no latent puzzle skill worth eliciting (zero-shot below twice a "
+                 "random legal move): its students cannot show weak-to-strong generalization")
   return lines
 
 

@@ -246,8 +246,11 @@ class Builder:
   def rows(self) -> list[dict]:
     store, pz, ch = self.rt.store, self.pz, self.cfg.chess
     names = [rung_name(i, r) for i, r in enumerate(self.rungs)]
-    zero_shot = {names[i]: {("masked" if m else "unmasked"): store.metrics("predict", s.key)["acc"]
-                            for m, s in by_mask.items()} for i, by_mask in self.zero_shot.items()}
+    zero_shot = {}  # per pretrained rung: accuracy with and without the mask, legal-move rate
+    for i, by_mask in self.zero_shot.items():
+      m = {mask: store.metrics("predict", s.key) for mask, s in by_mask.items()}
+      zero_shot[names[i]] = {("masked" if mask else "unmasked"): v["acc"] for mask, v in m.items()}
+      zero_shot[names[i]]["legal_rate"] = m[False]["legal"]
     out = []
     for seed, loss, k, method, chain, trained, preds in self._rows:
       acc = {r: store.metrics("predict", p["test"].key) for r, p in preds.items()}
