@@ -153,3 +153,11 @@ def test_graph_deduplicates_and_keeps_dependency_order(tmp_path):
   assert graph.execute(g, store)["ran"] == {"predict": 2} and calls == ["a", "b"]
   assert graph.execute(g, store)["ran"] == {} and calls == ["a", "b"]
 
+
+
+def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",
+                         "--workdir=/proc/w2s_cannot_write_here"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith("workdir error: --workdir=/proc/")

@@ -84,7 +84,10 @@ def plan(cfg, workdir: str):
         raise
       raise ConfigError(f"sweep point {i + 1} of {len(configs)} ({c.weak.size}/{c.weak.init} "
                         f"-> {c.strong.size}/{c.strong.init}): {e}") from None
-  rt = runtime.Runtime(configs[0], workdir)
+  try:
+    rt = runtime.Runtime(configs[0], workdir)
+  except OSError as e:  # the stage folder cannot be made
+    raise WorkdirError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
   graph = graph_lib.Graph()
   builders = [_builder(c)(c, rt, graph) for c in configs]
   log.info("plan: %d configs, %d stages (%s)", len(configs), len(graph), graph.counts())

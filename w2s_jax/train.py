@@ -7,6 +7,7 @@ and the state donated. Parameters are created directly in their shards (never wh
 import json
 import logging
 import math
+import os
 import time
 from typing import Callable, NamedTuple
 
@@ -511,8 +512,10 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
                        eval_seconds[0]) if total > start else {}
   if speed:
     log.info("[%s] compile + first step %.1fs; then %.3f s/step, %.0f examples/s, %.0f tokens/s"
-             ", %.2f model GFLOP/s", label, speed["first_step_seconds"], speed["step_seconds"],
-             speed["examples_per_s"], speed["tokens_per_s"], speed["model_flops_per_s"] / 1e9)
+             ", %.2f model GFLOP/s%s", label, speed["first_step_seconds"],
+             speed["step_seconds"], speed["examples_per_s"], speed["tokens_per_s"],
+             speed["model_flops_per_s"] / 1e9, f" ({100 * speed['model_flops_utilization']:.1f}% "
+             "of W2S_PEAK_FLOPS)" if "model_flops_utilization" in speed else "")
   if select and int(best["step"]) >= 0:
     params, best_step = best["params"], int(best["step"])
     log.info("[%s] kept step %d of %d (best %s %.4f)", label, best_step, total,
@@ -530,9 +533,13 @@ def steady_speed(trainer: Trainer, steps: int, t0: float, t_first: float, tokens
   backward of the dense layers)."""
   seconds = max(time.time() - t_first - excluded, 1e-9)
   rest = steps - 1
-  return {"first_step_seconds": t_first - t0, "step_seconds": seconds / max(rest, 1),
-          "examples_per_s": rest * batch_size / seconds, "tokens_per_s": tokens / seconds,
-          "model_flops_per_s": 6 * param_count(trainer.model_cfg) * tokens / seconds}
+  out = {"first_step_seconds": t_first - t0, "step_seconds": seconds / max(rest, 1),
+         "examples_per_s": rest * batch_size / seconds, "tokens_per_s": tokens / seconds,
+         "model_flops_per_s": 6 * param_count(trainer.model_cfg) * tokens / seconds}
+  peak = float(os.environ.get("W2S_PEAK_FLOPS", 0))  # the devices' peak FLOP/s, all together
+  if peak > 0:
+    out["model_flops_utilization"] = out["model_flops_per_s"] / peak
+  return out
 
 
 def _write_evals(ckpt_dir: str, evals: list) -> None:
