@@ -8,7 +8,7 @@ os.environ["XLA_FLAGS"]="--xla_force_host_platform_device_count=4"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import jax, numpy as np
-from w2s_jax import config as cfg_lib, sharding, train
+from w2s_jax import config as cfg_lib, loop, sharding, train
 from w2s_jax.data import dataset as dl, tokenizers
 from w2s_jax.models import model_config
 import importlib.util
@@ -22,7 +22,7 @@ mc = model_config(size, tok.vocab_size)
 res = {}
 for name, mesh in [("1", sharding.make_mesh(1,1,1, devices=jax.devices()[:1])), ("4", sharding.make_mesh(1,4,1))]:
   tr = train.Trainer(mc, 2, mesh, sharding.DEFAULT_RULES)
-  r = train.fit(tr, tr.init_params(0), sp.a, dl.one_hot(sp.a.labels, 2), objective="soft", loss_name="xent", loss_hp={}, tcfg=c.train, lr=lr, seed=0)
+  r = loop.fit(tr, tr.init_params(0), sp.a, dl.one_hot(sp.a.labels, 2), objective="soft", loss_name="xent", loss_hp={}, tcfg=c.train, lr=lr, seed=0)
   res[name] = tr.predict(r.params, sp.test, 256, c.train.buckets)
 a, b = res["1"], res["4"]
 print(f"lr {lr} ep {c.train.epochs} {size} eps {c.train.eps}: acc {(a.argmax(1)==sp.test.labels).mean():.3f} {(b.argmax(1)==sp.test.labels).mean():.3f} max|dp| {np.abs(a-b).max():.2e}", flush=True)

@@ -2,14 +2,14 @@
 computed once; tokenization in batches gives the same ids; profiled steps leave a trace."""
 import numpy as np
 
-from w2s_jax import sharding, train
+from w2s_jax import loop, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer, get_tokenizer
 from w2s_jax.models import model_config
 
 
 def _fit(tr, splits, tcfg, targets, lr=1e-3, **kw):
-  return train.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="xent",
+  return loop.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="xent",
                    loss_hp={}, tcfg=tcfg, lr=lr, seed=0, steps=3, **kw)
 
 

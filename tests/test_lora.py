@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import lora as lora_lib, sharding, train
+from w2s_jax import loop, lora as lora_lib, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -26,7 +26,7 @@ def test_lora_trains_adapters_and_head_only(small_task):
   assert opt_bytes < 0.5 * base_bytes  # Adam moments of adapters and head only
   # Training moves the adapted weights and the head, and nothing else.
   targets = data_lib.one_hot(splits.a.labels, 2)
-  result = train.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="xent", loss_hp={},
+  result = loop.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="xent", loss_hp={},
                      tcfg=tcfg, lr=1e-2, seed=0)
   changed = jax.tree.map(lambda a, b: bool(np.abs(np.asarray(a) - b).max() > 0), result.params,
                          base)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, pipeline, train
+from w2s_jax import config as config_lib, loop, pipeline
 
 @pytest.mark.slow
 def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
@@ -37,8 +37,8 @@ def test_fit_probe_learns_a_linear_rule():
   y = (x[:, 0] - x[:, 3] > 0).astype(int)
   cfg = config_lib.defaults()
   cfg.train.epochs = 20.0
-  result = train.fit_probe(x, np.eye(2, dtype=np.float32)[y], loss_name="xent", loss_hp={},
+  result = loop.fit_probe(x, np.eye(2, dtype=np.float32)[y], loss_name="xent", loss_hp={},
                            tcfg=cfg.train, lr=0.05, seed=0)
-  probs = train.probe_predict(result.params, x)
+  probs = loop.probe_predict(result.params, x)
   assert (probs.argmax(1) == y).mean() > 0.95
   assert result.params["cls_head"].shape == (8, 2)

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from tests import reference_torch as ref
-from w2s_jax import losses, sharding, train
+from w2s_jax import loop, losses, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import hf as hf_lib, model_config
 
@@ -63,7 +63,7 @@ def runs(small_task, tmp_path_factory):
     hf_lib.export(tr.model_cfg, init, folder)  # the INITIAL weights: both sides start equal
     with jax.default_matmul_precision("highest"):  # fp32 parity (TF32 on a GPU otherwise)
       feats = tr.predict(init, splits.test, 64, tcfg.buckets, what="features")
-      fit = train.fit(tr, init, ds, targets, objective="soft", loss_name=loss, loss_hp=loss_hp,
+      fit = loop.fit(tr, init, ds, targets, objective="soft", loss_name=loss, loss_hp=loss_hp,
                       tcfg=tcfg, lr=LR, seed=seed, steps=STEPS)
       probs = {k: tr.predict(fit.params, getattr(splits, k), 64, tcfg.buckets) for k in SPLITS}
     assert [h["step"] for h in fit.history] == list(range(STEPS))

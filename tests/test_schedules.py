@@ -6,16 +6,17 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, config as config_lib, pipeline, runtime, sharding, stages, train
+from w2s_jax import checkpoint, config as config_lib, loop, pipeline, runtime, sharding, stages, \
+    train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
 
 def test_warmup_steps_become_the_fraction_the_loss_reads():
-  hp = train.resolve_hp({"alpha_max": 0.5, "warmup_frac": 0.2, "warmup_steps": 30}, 120)
+  hp = loop.resolve_hp({"alpha_max": 0.5, "warmup_frac": 0.2, "warmup_steps": 30}, 120)
   assert hp == {"alpha_max": 0.5, "warmup_frac": 0.25}
-  assert train.resolve_hp({"warmup_frac": 0.2, "warmup_steps": 0}, 120) == {"warmup_frac": 0.2}
-  assert train.resolve_hp({"warmup_steps": 500}, 120)["warmup_frac"] == 1.0
+  assert loop.resolve_hp({"warmup_frac": 0.2, "warmup_steps": 0}, 120) == {"warmup_frac": 0.2}
+  assert loop.resolve_hp({"warmup_steps": 500}, 120)["warmup_frac"] == 1.0
 
 
 def test_alpha_max_large_applies_above_large_model_params():
@@ -34,7 +35,7 @@ def _fit(small_task, evaluation, ckpt_dir="", stop_after=0):
   tcfg = train.with_overrides(cfg.train, checkpoint_every=0, log_every=100)
   tr = train.Trainer(model_config("tiny-1", 259), 2, sharding.make_mesh(1, 8, 1),
                      sharding.DEFAULT_RULES)
-  return train.fit(tr, tr.init_params(0), splits.a, data_lib.one_hot(splits.a.labels, 2),
+  return loop.fit(tr, tr.init_params(0), splits.a, data_lib.one_hot(splits.a.labels, 2),
                    objective="soft", loss_name="xent", loss_hp={}, tcfg=tcfg, lr=1e-3, seed=0,
                    steps=12, evaluation=evaluation, ckpt_dir=ckpt_dir, stop_after=stop_after)
 
@@ -50,16 +51,16 @@ def test_early_stopping_keeps_the_best_step_and_survives_a_resume(small_task, tm
     step = 3 * (len(seen) % 4 + 1)
     seen[len(seen)] = _checksum(params)
     return {"score": -abs(step - 6)}
-  full = _fit(small_task, train.Evaluation(evaluate, every=3, metric="score"))
+  full = _fit(small_task, loop.Evaluation(evaluate, every=3, metric="score"))
   assert full.best_step == 6 and [e["step"] for e in full.evals] == [3, 6, 9, 12]
   assert _checksum(full.params) == pytest.approx(seen[1], rel=1e-6)
   # Killed (preempted) at step 8 and resumed: the same kept step and parameters.
   seen.clear()
   with pytest.raises(checkpoint.Preempted):
-    _fit(small_task, train.Evaluation(evaluate, every=3, metric="score"), str(tmp_path), 8)
+    _fit(small_task, loop.Evaluation(evaluate, every=3, metric="score"), str(tmp_path), 8)
   checkpoint.clear_preemption()
   seen[0], seen[1] = None, None  # evaluations 3 and 6 happened before the kill
-  resumed = _fit(small_task, train.Evaluation(evaluate, every=3, metric="score"), str(tmp_path))
+  resumed = _fit(small_task, loop.Evaluation(evaluate, every=3, metric="score"), str(tmp_path))
   assert resumed.resumed_from == 8 and resumed.best_step == 6
   assert [e["step"] for e in resumed.evals] == [3, 6, 9, 12]
   np.testing.assert_allclose(_checksum(resumed.params), _checksum(full.params), rtol=1e-6)

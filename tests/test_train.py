@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, sharding, train
+from w2s_jax import config as config_lib, loop, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -19,7 +19,7 @@ def run_fit(cfg, splits, mesh, *, size="tiny-2", loss="xent", steps=5, seed=0, t
   tcfg.epochs = steps / data_lib.steps_per_epoch(len(splits.a), tcfg.batch_size)
   tr = trainer or train.Trainer(model_config(size, 259), 2, mesh, sharding.DEFAULT_RULES)
   targets = data_lib.one_hot(splits.a.labels, 2) * 0.8 + 0.1  # soft targets
-  result = train.fit(tr, tr.init_params(seed), splits.a, targets, objective="soft", loss_name=loss,
+  result = loop.fit(tr, tr.init_params(seed), splits.a, targets, objective="soft", loss_name=loss,
                      loss_hp=cfg.loss[loss].to_dict() if loss in cfg.loss else {},
                      tcfg=tcfg, lr=tcfg.lr, seed=seed)
   return tr, result

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from w2s_jax import graph as graph_lib, metrics, models, runtime as rt_lib, train
+from w2s_jax import graph as graph_lib, loop, metrics, models, runtime as rt_lib, train
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
 from w2s_jax.errors import ConfigError
@@ -149,7 +149,7 @@ class Builder:
 
     def run():
       tr = self.trainer(spec)
-      result = train.fit(tr, models.initial_params(spec.init, tr, seed), texts, targets,
+      result = loop.fit(tr, models.initial_params(spec.init, tr, seed), texts, targets,
                          objective="answer", loss_name="xent", loss_hp={}, tcfg=tcfg, lr=lr,
                          seed=seed, writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("gft", stage.key))
@@ -203,13 +203,13 @@ class Builder:
                      spec, labels if select else None, feats, test_feats))
       if probe:  # the head is small: stored as an array, not a checkpoint
         x = self.probe_inputs(spec, feats)[:n]
-        result = train.fit_probe(x, targets, **fit)
+        result = loop.fit_probe(x, targets, **fit)
       else:
         tr = self.trainer(spec)
         start = (self.rt.params("gft", init.key, tr) if init is not None
                  else models.initial_params(spec.init, tr, seed))
         compiles, traces = rt_lib.COMPILES["n"], dict(tr.traces)
-        result = train.fit(tr, start, ds, targets, objective="soft",
+        result = loop.fit(tr, start, ds, targets, objective="soft",
                            ckpt_dir=store.ckpt_dir("train", stage.key),
                            profile_dir=self.rt.profile_dir(stage), **fit)
         self.rt.keep_params(stage.name, result.params)
@@ -248,7 +248,7 @@ class Builder:
     def evaluate(params):
       out = {}
       for name, (ds, truth, weak) in sets.items():
-        probs = (train.probe_predict(params, x[name]) if feats is not None else
+        probs = (loop.probe_predict(params, x[name]) if feats is not None else
                  self.trainer(spec).predict(params, ds, t.eval_batch_size, t.buckets))
         out[f"{name}_gt_acc"] = metrics.accuracy(probs, truth)
         out[f"{name}_gt_auroc"] = metrics.auroc(probs, truth)
@@ -260,9 +260,9 @@ class Builder:
               np.clip(probs, 1e-12, 1)), -1)))
       return out
     if labels is None:
-      return train.Evaluation(evaluate, self.cfg.curves_every)
+      return loop.Evaluation(evaluate, self.cfg.curves_every)
     metric = f"val_{'gt' if es.oracle else 'weak'}_{es.metric}"
-    return train.Evaluation(evaluate, es.every, metric, "min" if es.metric == "loss" else "max")
+    return loop.Evaluation(evaluate, es.every, metric, "min" if es.metric == "loss" else "max")
 
   def predict(self, spec, trained: Stage, split: str, seed: int) -> Stage:
     """Class probabilities of a train stage on a split; with the split's ground truth, the
@@ -276,7 +276,7 @@ class Builder:
     def run():
       if probe:
         head = {"cls_head": self.rt.store.arrays("train", trained.key)["cls_head"]}
-        probs = train.probe_predict(head, self.probe_inputs(spec, feats))
+        probs = loop.probe_predict(head, self.probe_inputs(spec, feats))
       else:
         tr = self.trainer(spec)
         probs = tr.predict(self.rt.params("train", trained.key, tr), ds,

@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from w2s_jax import config as config_lib, metrics, models, runtime as rt_lib, train
+from w2s_jax import config as config_lib, loop, metrics, models, runtime as rt_lib, train
 from w2s_jax.chess import corpus as corpus_lib, decode, puzzles
 from w2s_jax.graph import Output, Stage
 
@@ -120,7 +120,7 @@ class Builder:
       boards = [puzzles.Position("", f, m, 0, f, ()) for f, m in zip(arrays["fen"],
                                                                        arrays["move"])]
       ds, targets = self.codec.training(self.codec.dataset(boards), boards)
-      result = train.fit(tr, tr.init_params(p.seed), ds, targets, objective=self._objective(),
+      result = loop.fit(tr, tr.init_params(p.seed), ds, targets, objective=self._objective(),
                          loss_name="xent", loss_hp={}, tcfg=tcfg, lr=p.lr, seed=p.seed,
                          writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("pretrain", stage.key),
@@ -157,7 +157,7 @@ class Builder:
       ds, targets = self.codec.training(self.pz.data[split], self.pz.positions[split], answers)
       start = (self.rt.params("pretrain", init.key, tr) if init is not None
                else models.initial_params(rung.init, tr, seed))
-      result = train.fit(tr, start, ds, targets, objective=self._objective(), loss_name=loss,
+      result = loop.fit(tr, start, ds, targets, objective=self._objective(), loss_name=loss,
                          loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                          writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("train", stage.key),

@@ -1,0 +1,310 @@
+"""Training loops: `fit` (a Trainer's compiled step over batches, with checkpoints, evaluations
+and early stopping) and `fit_probe` (a linear head on fixed features), sharing their schedule
+length, logging and non-finite checks.
+"""
+import json
+import logging
+import math
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from etils import epath
+
+from w2s_jax import checkpoint, files, losses, sharding
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.errors import NonFiniteLoss
+from w2s_jax.models import param_count
+from w2s_jax.train import Trainer, make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class FitResult(NamedTuple):
+  params: dict  # the last step's, or with a selection metric the best evaluated step's
+  history: list  # one metrics dict per logged step
+  steps: int
+  seconds: float
+  resumed_from: int  # the checkpoint step training resumed from (0: a fresh start)
+  evals: list = []  # one {"step", metrics...} per evaluation (Evaluation)
+  best_step: int = -1  # the step whose parameters `params` are (-1: the last)
+  speed: dict = {}  # compile (+ first step) seconds apart from the steady state's rates
+
+
+class Evaluation(NamedTuple):
+  """Evaluate the parameters every `every` steps and after the last. `metric`: choose the
+  parameters of the best evaluation by evaluate(params)[metric] (largest, or smallest with
+  mode "min"); "" keeps the last parameters (evaluations for the curves only)."""
+  evaluate: Callable  # params -> {name: float}
+  every: int
+  metric: str = ""
+  mode: str = "max"
+
+  def better(self, value: float, best: float) -> bool:
+    if not np.isfinite(value):
+      return False
+    return not np.isfinite(best) or (value > best if self.mode == "max" else value < best)
+
+
+def schedule_length(n: int, tcfg, label: str, steps: int = 0) -> int:
+  """Optimizer steps of a stage: `steps`, or tcfg.epochs passes over n rows."""
+  per_epoch = data_lib.steps_per_epoch(n, tcfg.batch_size)
+  if per_epoch == 0:
+    raise ValueError(f"{label}: {n} examples is less than one batch of "
+                     f"config.train.batch_size={tcfg.batch_size}")
+  return steps or max(1, int(math.ceil(tcfg.epochs * per_epoch)))
+
+
+def resolve_hp(loss_hp: dict, total: int) -> dict:
+  """Loss hyper-parameters given in steps, as the fractions of training the losses read
+  (logconf's warmup_steps > 0 -> warmup_frac)."""
+  hp = dict(loss_hp)
+  if hp.pop("warmup_steps", 0) and loss_hp["warmup_steps"] > 0:
+    hp["warmup_frac"] = min(1.0, loss_hp["warmup_steps"] / total)
+  return hp
+
+
+class Recorder:
+  """Per-step metrics of a training loop: non-finite check on every step, and every log_every
+  steps (and the last) a history entry with examples/s and a line for the writer."""
+
+  def __init__(self, tcfg, total: int, label: str, writer=None):
+    self.tcfg, self.total, self.label, self.writer = tcfg, total, label, writer
+    self.history, self.t_log, self.n_log = [], time.time(), 0
+
+  def record(self, item) -> None:
+    step, metrics = item
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    self.n_log += self.tcfg.batch_size
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      raise NonFiniteLoss(f"{self.label}: non-finite loss {m['loss']} (gradient norm "
+                          f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
+    if step % self.tcfg.log_every == 0 or step == self.total - 1:
+      now = time.time()
+      m.update(step=step, examples_per_s=self.n_log / max(now - self.t_log, 1e-9))
+      self.history.append(m)
+      self.t_log, self.n_log = now, 0
+      if self.writer:
+        self.writer.write(self.label, m, self.total)
+
+
+OBJECTIVES = {  # objective -> (targets' rank, integer targets)
+    "soft": (2, False),  # class (or preference) probabilities [N, C]: the weak labels
+    "hard": (1, True),  # class ids [N] (chess moves: ids over a vocabulary)
+    "answer": (2, True),  # answer token ids [N, A], -1 padded: next-token loss on the answers
+}
+
+
+def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
+        objective: str, loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
+        label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0,
+        evaluation: Evaluation | None = None, profile_dir: str = "") -> FitResult:
+  """Train `params` (consumed) on (ds, targets) for `tcfg.epochs` (or exactly `steps`).
+  `objective` says what the targets are (OBJECTIVES): soft [N, C] probabilities, hard class ids
+  [N], or answer token ids [N, A] (the last tokens of each row of `ds`; -1 padded) for
+  next-token loss on the answers only.
+
+  With `ckpt_dir`, the state is saved every `tcfg.checkpoint_every` steps and on preemption,
+  and a run finding a checkpoint there resumes from it (on whatever mesh it has now).
+  `stop_after` > 0 stops after that many steps as if preempted (tests).
+  `evaluation`: periodic evaluations and, with a metric, the best step's parameters (kept in
+  the checkpoints too, so a resumed run selects exactly as an uninterrupted one).
+  `profile_dir`: where the steps tcfg.profile_steps = (first, last) are traced (jax.profiler).
+  """
+  accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
+  micro = tcfg.batch_size // accum
+  total = schedule_length(len(ds), tcfg, label, steps)
+  loss_hp = resolve_hp(loss_hp, total)
+  rank, integer = OBJECTIVES[objective]
+  if targets.ndim != rank or bool(np.issubdtype(targets.dtype, np.integer)) != integer:
+    raise ValueError(f"{label}: objective {objective!r} takes {'integer' if integer else 'float'}"
+                     f" targets of rank {rank}, got {targets.dtype} {targets.shape}")
+  # Stages of one model with the same optimizer, loss and length share their programs (a
+  # ceiling and a student, two seeds): built and compiled once per process.
+  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "warmup_steps",
+              "grad_clip")
+  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), total, lr, accum, micro,
+             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None)
+  if program not in trainer.programs:
+    tx, schedule = make_optimizer(tcfg, lr, total)
+    trainer.programs[program] = trainer.make_train_step(
+        tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=objective)
+  step_fn, init_fn, batch_shardings = trainer.programs[program]
+  rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
+  state = init_fn(params)
+  select = evaluation is not None and bool(evaluation.metric)
+  # What a checkpoint holds: the state, and with a selection metric the best parameters so far.
+  tree = lambda st, best: {"state": st, "best": best} if select else st  # noqa: E731
+  scalar = lambda v, dtype: jax.device_put(np.asarray(v, dtype), trainer.replicated)  # noqa: E731
+  best = {"params": jax.tree.map(jnp.copy, trainer.effective(state["params"], state["frozen"])),
+          "value": scalar(np.nan, np.float32), "step": scalar(-1, np.int32)} if select else None
+  evals = []
+  ckpt = checkpoint.TrainCheckpoints(ckpt_dir, tcfg.checkpoint_every, tcfg.keep_checkpoints) \
+      if ckpt_dir else None
+  start = (ckpt.latest_step() or 0) if ckpt else 0
+  if start:
+    restored = ckpt.restore(start, tree(state, best))
+    state, best = (restored["state"], restored["best"]) if select else (restored, None)
+    evals = [e for e in _read_evals(ckpt_dir) if e["step"] <= start]
+    log.info("[%s] resumed from the checkpoint of step %d", label, start)
+
+  eval_seconds = [0.0]
+
+  def evaluate(done):
+    nonlocal best
+    t_eval = time.time()
+    current = trainer.effective(state["params"], state["frozen"])
+    m = {k: float(v) for k, v in evaluation.evaluate(current).items()}
+    evals.append({"step": done, **m})
+    if writer:
+      writer.write_eval(label, done, m)
+    if select and evaluation.better(m[evaluation.metric], float(best["value"])):
+      best = {"params": jax.tree.map(jnp.copy, current),
+              "value": scalar(m[evaluation.metric], np.float32), "step": scalar(done, np.int32)}
+    log.info("[%s] eval at step %d: %s", label, done,
+             ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    eval_seconds[0] += time.time() - t_eval
+  if ckpt:
+    checkpoint.watch_sigterm()
+  rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
+  record = rec.record
+  try:
+    first, last = tuple(tcfg.get("profile_steps", (0, 0)))
+    tracing = False
+    for step in range(start, total):
+      if profile_dir and last > 0 and step == max(first, start) and step <= last:
+        jax.profiler.start_trace(profile_dir)
+        tracing = True
+      local = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
+                                   seed=seed, buckets=tcfg.buckets, rows=rows)
+      batch = {k: jax.make_array_from_process_local_data(
+          batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
+      state, metrics = step_fn(state, batch)
+      if step == start:  # compilation and the first step, timed apart from the steady state
+        jax.block_until_ready(metrics)
+        t_first, tokens = time.time(), 0
+      else:
+        tokens += tcfg.batch_size * local["tokens"].shape[2] * (2 if trainer.pairwise else 1)
+      if pending is not None:  # the previous step's metrics: the host never waits on this one
+        record(pending)
+      pending = (step, metrics)
+      done = step + 1
+      if tracing and (step >= last or done == total):
+        jax.block_until_ready(metrics)
+        jax.profiler.stop_trace()
+        tracing = False
+        log.info("[%s] steps %d-%d traced into %s", label, max(first, start), step, profile_dir)
+      if evaluation is not None and (done % evaluation.every == 0 or done == total):
+        evaluate(done)
+      if ckpt and done < total:
+        save, preempted = ckpt.due(done)
+        preempted = preempted or done == stop_after
+        if save or preempted:
+          record(pending)  # never save a state whose step was not finite
+          pending = None
+          ckpt.save(done, tree(state, best))
+          if evaluation is not None:
+            _write_evals(ckpt_dir, evals)
+          if preempted:
+            raise checkpoint.Preempted(f"{label}: stopped at step {done} of {total} with a "
+                                       "checkpoint; rerun the same command to resume")
+    if pending is not None:
+      record(pending)
+  finally:
+    if ckpt:
+      ckpt.close()
+  speed = steady_speed(trainer, total - start, t0, t_first, tokens, tcfg.batch_size,
+                       eval_seconds[0]) if total > start else {}
+  if speed:
+    log.info("[%s] compile + first step %.1fs; then %.3f s/step, %.0f examples/s, %.0f tokens/s"
+             ", %.2f model GFLOP/s%s", label, speed["first_step_seconds"],
+             speed["step_seconds"], speed["examples_per_s"], speed["tokens_per_s"],
+             speed["model_flops_per_s"] / 1e9, f" ({100 * speed['model_flops_utilization']:.1f}% "
+             "of W2S_PEAK_FLOPS)" if "model_flops_utilization" in speed else "")
+  if select and int(best["step"]) >= 0:
+    params, best_step = best["params"], int(best["step"])
+    log.info("[%s] kept step %d of %d (best %s %.4f)", label, best_step, total,
+             evaluation.metric, float(best["value"]))
+  else:
+    params, best_step = trainer.effective(state["params"], state["frozen"]), -1
+  return FitResult(jax.block_until_ready(params), rec.history, total, time.time() - t0, start,
+                   evals, best_step, speed)
+
+
+def steady_speed(trainer: Trainer, steps: int, t0: float, t_first: float, tokens: int,
+                 batch_size: int, excluded: float = 0.0) -> dict:
+  """Rates of the steps after the first (which includes compilation), evaluations left out
+  (`excluded` seconds); model FLOPs as 6 x parameters x tokens (forward and
+  backward of the dense layers)."""
+  seconds = max(time.time() - t_first - excluded, 1e-9)
+  rest = steps - 1
+  out = {"first_step_seconds": t_first - t0, "step_seconds": seconds / max(rest, 1),
+         "examples_per_s": rest * batch_size / seconds, "tokens_per_s": tokens / seconds,
+         "model_flops_per_s": 6 * param_count(trainer.model_cfg) * tokens / seconds}
+  peak = float(os.environ.get("W2S_PEAK_FLOPS", 0))  # the devices' peak FLOP/s, all together
+  if peak > 0:
+    out["model_flops_utilization"] = out["model_flops_per_s"] / peak
+  return out
+
+
+def _write_evals(ckpt_dir: str, evals: list) -> None:
+  files.atomic_write_text(epath.Path(ckpt_dir) / "evals.json", json.dumps(evals))
+
+
+def _read_evals(ckpt_dir: str) -> list:
+  path = epath.Path(ckpt_dir) / "evals.json"
+  return json.loads(path.read_text()) if path.exists() else []
+
+
+def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss_hp: dict, tcfg,
+              lr: float, seed: int, writer=None, label: str = "", steps: int = 0,
+              evaluation: Evaluation | None = None) -> FitResult:
+  """A linear probe: only the classification head trains, on fixed features [N, d] (computed
+  once by `Trainer.predict(..., what="features")`), with the same losses, optimizer, schedule
+  and batch order as full fine-tuning. Returns {"cls_head": [d, C]}."""
+  n, d = features.shape
+  total = schedule_length(n, tcfg, label, steps)
+  loss_hp = resolve_hp(loss_hp, total)
+  tx, schedule = make_optimizer(tcfg, lr, total)
+  loss = losses.get(loss_name)
+
+  @jax.jit
+  def step(state, x, y):
+    def loss_fn(p):
+      logits = x @ p["cls_head"]
+      return loss(logits, y, state["step"].astype(jnp.float32) / total, **loss_hp), logits
+    (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state}
+    return new, {"loss": value, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads),
+                 "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
+
+  params = {"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)}
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+  rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
+  evals, best, best_value, best_step = [], None, float("nan"), -1
+  for i in range(total):
+    idx = data_lib.batch_indices(n, i, tcfg.batch_size, seed)
+    state, m = step(state, features[idx], targets[idx].astype(np.float32))
+    if pending is not None:
+      rec.record(pending)
+    pending = (i, m)
+    if evaluation is not None and ((i + 1) % evaluation.every == 0 or i + 1 == total):
+      current = jax.device_get(state["params"])
+      e = {k: float(v) for k, v in evaluation.evaluate(current).items()}
+      evals.append({"step": i + 1, **e})
+      if evaluation.metric and evaluation.better(e[evaluation.metric], best_value):
+        best, best_value, best_step = current, e[evaluation.metric], i + 1
+  rec.record(pending)
+  params = best if best is not None else jax.device_get(state["params"])
+  return FitResult(params, rec.history, total, time.time() - t0, 0, evals,
+                   best_step if best is not None else -1)
+
+
+def probe_predict(params: dict, features: np.ndarray) -> np.ndarray:
+  return np.asarray(jax.nn.softmax(features @ params["cls_head"], -1))
