@@ -109,20 +109,16 @@ def plan_table(graph: Graph, store) -> str:
 
 def execute(graph: Graph, store) -> dict:
   """Run every stage that is not cached, in order; returns {"ran": {kind: n}, "cached": n}."""
-  ran, cached, n, t_start = {}, 0, len(graph), time.time()
-  todo = sum(not store.done(s.kind, s.key) for s in graph)
-  done_run = 0
+  ran, cached, n = {}, 0, len(graph)
+  todo = [s for s in graph if not store.done(s.kind, s.key)]
+  seconds = {}  # kind -> wall times of the stages run so far: the run's ETA, kind by kind
   for i, stage in enumerate(graph):
-    if store.done(stage.kind, stage.key):
+    if stage not in todo:
       cached += 1
       log.info("stage %d of %d [%s] cached (%s)", i + 1, n, stage.label, stage.name)
       continue
-    eta = ""
-    if done_run:
-      per = (time.time() - t_start) / done_run
-      eta = f"; run ETA ~{per * (todo - done_run) / 60:.1f} min"
     log.info("stage %d of %d [%s] running (%s%s)%s", i + 1, n, stage.label, stage.name,
-             f", {stage.cost}" if stage.cost else "", eta)
+             f", {stage.cost}" if stage.cost else "", _eta(todo[todo.index(stage):], seconds))
     t0 = time.time()
     out = stage.run()
     metrics = dict(out.metrics or {})
@@ -130,6 +126,18 @@ def execute(graph: Graph, store) -> dict:
     store.save(stage.kind, stage.key, {"kind": stage.kind, "label": stage.label, **stage.spec},
                params=out.params, arrays=out.arrays, metrics=metrics)
     ran[stage.kind] = ran.get(stage.kind, 0) + 1
-    done_run += 1
+    seconds.setdefault(stage.kind, []).append(time.time() - t0)
     log.info("stage %d of %d [%s] done in %.1fs", i + 1, n, stage.label, time.time() - t0)
   return {"ran": ran, "cached": cached, "stages": n}
+
+
+def _eta(left: list, seconds: dict) -> str:
+  """The remaining stages' time from the mean time of the stages of their kind run so far;
+  kinds not timed yet are counted, not guessed."""
+  known = [s for s in left if s.kind in seconds]
+  if not known:
+    return ""
+  eta = sum(sum(seconds[s.kind]) / len(seconds[s.kind]) for s in known)
+  unknown = len(left) - len(known)
+  return f"; ETA ~{eta / 60:.1f} min" + (f" + {unknown} stages of kinds not timed yet"
+                                         if unknown else "")
