@@ -192,7 +192,7 @@ def batch_indices(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
   """Rows of the optimizer batch of `step`: a pure function of (seed, step), so a resumed run
   or one with another process count sees the same global order."""
   epoch, i = divmod(step, steps_per_epoch(n, batch_size))
-  return _permutation(n, seed, epoch)[i * batch_size:(i + 1) * batch_size]
+  return _permutation(n, seed, epoch)[i * batch_size:(i + 1) * batch_size].copy()
 
 
 @functools.lru_cache(maxsize=8)
