@@ -111,14 +111,15 @@ def execute(graph: Graph, store) -> dict:
   """Run every stage that is not cached, in order; returns {"ran": {kind: n}, "cached": n}."""
   ran, cached, n = {}, 0, len(graph)
   todo = [s for s in graph if not store.done(s.kind, s.key)]
+  left = {s.name: todo[j:] for j, s in enumerate(todo)}  # each stage's remaining work
   seconds = {}  # kind -> wall times of the stages run so far: the run's ETA, kind by kind
   for i, stage in enumerate(graph):
-    if stage not in todo:
+    if stage.name not in left:
       cached += 1
       log.info("stage %d of %d [%s] cached (%s)", i + 1, n, stage.label, stage.name)
       continue
     log.info("stage %d of %d [%s] running (%s%s)%s", i + 1, n, stage.label, stage.name,
-             f", {stage.cost}" if stage.cost else "", _eta(todo[todo.index(stage):], seconds))
+             f", {stage.cost}" if stage.cost else "", _eta(left[stage.name], seconds))
     t0 = time.time()
     out = stage.run()
     metrics = dict(out.metrics or {})

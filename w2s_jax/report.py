@@ -161,20 +161,19 @@ def _method(r):
   return r["loss"] + ("+gft" if r.get("gft") else "")
 
 
-def _table(head: list[tuple], rows: list[list]) -> list[str]:
+def _table(head: list[str], rows: list[list]) -> list[str]:
   """Right-aligned columns as wide as their widest cell."""
-  widths = [max(len(str(c)) for c in col) for col in zip([h for h, _ in head], *rows)] \
-      if rows else [len(h) for h, _ in head]
+  widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
   line = lambda cells: " ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-  return [line([h for h, _ in head]), "-" * sum(w + 1 for w in widths)] + [line(r) for r in rows]
+  return [line(head), "-" * sum(w + 1 for w in widths)] + [line(r) for r in rows]
 
 
 def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
   """Classification and reward rows: one line per run, then the pooled lines. '*': the ceiling
   does not beat the weak model, so that PGR means nothing."""
-  head = [("task", ""), ("weak", ""), ("strong", ""), ("loss", ""), ("seed", ""),
-          ("prior", ""), ("weak", ""), ("student", ""), ("ceiling", ""), ("PGR", ""),
-          ("PGR 95% CI", ""), ("agree", "")]
+  head = ["task", "weak", "strong", "loss", "seed",
+          "prior", "weak", "student", "ceiling", "PGR",
+          "PGR 95% CI", "agree"]
   body = [[r["task"], r["weak"], r["strong"], _method(r), r["seed"], _f(r.get("prior"), ".3f"),
            _f(r["weak_acc"], ".3f"), _f(r["student_acc"], ".3f"), _f(r["ceiling_acc"], ".3f"),
            _f(r["pgr"], "+.2f") + ("" if r["pgr_valid"] else "*"), _ci(r["pgr_ci95"]),
@@ -190,8 +189,8 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
   if multi:
     lines += ["", "pooled over seeds (mean accuracies; PGR of the means; 95% interval resampling "
               "seeds and test examples):"]
-    head = [("task", ""), ("weak", ""), ("strong", ""), ("loss", ""), ("seeds", ""),
-            ("weak", ""), ("student", ""), ("ceiling", ""), ("PGR", ""), ("PGR 95% CI", "")]
+    head = ["task", "weak", "strong", "loss", "seeds",
+            "weak", "student", "ceiling", "PGR", "PGR 95% CI"]
     lines += _table(head, [[p["task"], p["weak"], p["strong"], _method(p), p["seeds"],
                             _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"),
                             _f(p["ceiling_acc"], ".3f"),
@@ -226,8 +225,8 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
   by = {}
   for p in pool:
     by.setdefault((p["rung"], p["strong"], p["loss"]), {})[p["method"]] = p
-  head = [("rung", ""), ("loss", ""), ("seeds", ""), ("weak", ""), ("naive", ""), ("boot", ""),
-          ("ceiling", ""), ("PGR naive [95% CI]", ""), ("PGR boot [95% CI]", "")]
+  head = ["rung", "loss", "seeds", "weak", "naive", "boot",
+          "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]"]
   body = []
   for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
     n, b = m.get("naive"), m.get("bootstrap")
