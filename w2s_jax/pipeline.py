@@ -78,15 +78,7 @@ class Builder:
 
   # ----------------------------------------------------------------------------- models
   def model_cfg(self, spec):
-    def make():
-      mc = models.from_spec(spec, self.data.tokenizer.vocab_size)
-      if self.data.tokenizer.vocab_size > mc.vocab_size:
-        raise ConfigError(f"config key 'tokenizer': {self.cfg.tokenizer!r} has "
-                          f"{self.data.tokenizer.vocab_size} ids, more than the vocabulary of "
-                          f"{spec.init} ({mc.vocab_size})")
-      return mc
-    return self.rt.memo(("model_cfg", spec.size, spec.init, spec.n_layers,
-                         self.data.tokenizer.vocab_size), make)
+    return self.rt.model_cfg(spec, self.data.tokenizer.vocab_size)
 
   def trainer(self, spec):
     lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None

@@ -12,6 +12,7 @@ import os
 import jax
 
 from w2s_jax import distributed, models, report, sharding, stages, train
+from w2s_jax.errors import ConfigError
 
 log = logging.getLogger("w2s_jax")
 
@@ -90,6 +91,17 @@ class Runtime:
     if key not in self._memo:
       self._memo[key] = make()
     return self._memo[key]
+
+  def model_cfg(self, spec, vocab_size: int):
+    """A model spec's ModelConfig, read once per invocation (a checkpoint's config is parsed
+    once, not once per stage); the tokenizer must fit the model's vocabulary."""
+    def make():
+      mc = models.from_spec(spec, vocab_size)
+      if vocab_size > mc.vocab_size:
+        raise ConfigError(f"config key 'tokenizer': it has {vocab_size} ids, more than the "
+                          f"vocabulary of {spec.init} ({mc.vocab_size})")
+      return mc
+    return self.memo(("model_cfg", spec.size, spec.init, spec.n_layers, vocab_size), make)
 
   def trainer(self, model_cfg, num_classes: int, *, dtype: str, attention: str,
               remat: str = "none", lora=None, pairwise: bool = False) -> train.Trainer:

@@ -73,8 +73,7 @@ class Builder:
                            attention=self.cfg.train.attention, remat=rung.remat)
 
   def model_cfg(self, rung):
-    return self.rt.memo(("model_cfg", rung.size, rung.init, rung.n_layers, self.codec.vocab_size),
-                        lambda: models.from_spec(rung, self.codec.vocab_size))
+    return self.rt.model_cfg(rung, self.codec.vocab_size)
 
   def identity(self, rung) -> dict:
     return {**rt_lib.model_identity(rung, self.model_cfg(rung)), "encoding": self.codec.spec}
