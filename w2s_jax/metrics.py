@@ -27,6 +27,14 @@ def auroc(probs, labels) -> float:
   return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def accuracy_interval(correct, *, samples: int = 1000, seed: int = 0, level=0.95) -> list:
+  """Bootstrap interval of an accuracy over its examples (per-example correctness [N])."""
+  correct = np.asarray(correct, np.float32)
+  rng = np.random.default_rng(seed)
+  means = correct[rng.integers(0, len(correct), size=(samples, len(correct)))].mean(1)
+  return [float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2])]
+
+
 def pgr(weak_acc, student_acc, ceiling_acc) -> float:
   """Performance gap recovered: (student - weak) / (ceiling - weak); NaN when the gap is 0."""
   gap = ceiling_acc - weak_acc

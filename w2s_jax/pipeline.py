@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from w2s_jax import graph as graph_lib, loop, metrics, models, runtime as rt_lib, train
+from w2s_jax import zero_shot as zs_lib
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
 from w2s_jax.errors import ConfigError
@@ -50,6 +51,19 @@ class Data:
       self.sets["b_student"] = b.take(np.arange(min(m, len(b) - self.n_val)))
     else:
       self.sets["b_student"] = self.sets["b_strong"]
+    # The zero-shot baseline: the test rows with the task's prompt appended (classification), or
+    # the pairs themselves scored by likelihood (pairwise).
+    self.buckets = {}
+    self.answer_ids, self.zero_shot_why = None, ""
+    task = tasks.get(cfg.task.name)
+    if not self.pairwise and task.zero_shot is None:
+      self.zero_shot_why = f"task {cfg.task.name!r} has no zero-shot prompt"
+    elif not self.pairwise:
+      suffix, words = task.zero_shot
+      self.answer_ids, self.zero_shot_why = zs_lib.answer_tokens(self.tokenizer, words)
+      ds = zs_lib.prompted(self.sets["test"], zs_lib.bare_tokens(self.tokenizer, suffix))
+      self.sets["zs_test"] = ds
+      self.buckets["zs_test"] = tuple(cfg.train.buckets) + (ds.tokens.shape[1],)
     for name in cfg.eval_tasks:
       self.sets[f"eval:{name}"] = data_lib.load_eval(name, cfg.task, self.tokenizer,
                                                      cfg.eval_max_len or cfg.max_len)
@@ -63,7 +77,8 @@ class Data:
 def data_for(cfg, rt) -> Data:
   es = cfg.early_stopping
   key = ("classification", cfg.task.to_json(), cfg.tokenizer, cfg.max_len, cfg.eval_max_len,
-         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows)
+         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows,
+         tuple(cfg.train.buckets))
   return rt.memo(key, lambda: Data(cfg))
 
 
@@ -109,7 +124,8 @@ class Builder:
       tr = self.trainer(spec)
       params = models.initial_params(spec.init, tr, seed)
       x = tr.predict(params, self.data.sets[split], self.cfg.train.eval_batch_size,
-                     self.cfg.train.buckets, what="layers" if all_layers else "features")
+                     self.data.buckets.get(split, self.cfg.train.buckets),
+                     what="layers" if all_layers else "features")
       # Every layer's features in half precision: N x L x d per split is the memory they take.
       out = {"layers": x.astype(np.float16)} if all_layers else {"x": x}
       return Output(arrays=out, metrics={"rows": len(x)})
@@ -152,6 +168,38 @@ class Builder:
           "final_train_loss": result.history[-1]["loss"]})
     stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts"))
     return stage
+
+  def zero_shot(self, spec, seed: int) -> Stage | None:
+    """The pretrained model's score on test with no training (zero_shot.py): None for a model
+    trained from scratch or a task without a zero-shot prompt."""
+    d = self.data
+    if spec.init == "scratch" or d.zero_shot_why:
+      return None
+    ident = self.identity(spec)
+    del ident["mode"]  # a probe and a fine-tuned model of one checkpoint start alike
+    feats = None if d.pairwise else self.features(spec, seed, "zs_test")
+    s = {"model": ident, "data": d.keys["test"],
+         "how": "likelihood" if d.pairwise else {"answers": d.answer_ids, "prompt": feats.key}}
+    t = self.cfg.train
+
+    def run():
+      tr = self.trainer(spec)
+      if d.pairwise:
+        probs = zs_lib.pair_probs(tr, models.initial_params(spec.init, tr, seed), d.sets["test"],
+                                  t.eval_batch_size, t.buckets)
+      else:
+        cols = self.rt.memo(("answer columns", spec.init, tuple(d.answer_ids)),
+                            lambda: zs_lib.head_columns(
+                                tr, models.initial_params(spec.init, tr, seed), d.answer_ids))
+        probs = zs_lib.class_probs(self.probe_inputs(spec, feats), cols,
+                                   self.model_cfg(spec).final_softcap)
+      labels = d.sets["test"].labels
+      correct = probs.argmax(-1) == labels
+      return Output(arrays={"probs": probs, "correct": correct, "labels": labels}, metrics={
+          "acc": float(correct.mean()), "auroc": metrics.auroc(probs, labels),
+          "acc_ci95": metrics.accuracy_interval(correct)})
+    return self.graph.add(Stage("zero_shot", s, f"zero_shot:{models.display_name(spec)}:test",
+                                run, (feats,) if feats else (), cost=f"{len(d.sets['test'])} rows"))
 
   def train(self, spec, seed: int, split: str, labels: Stage | None, loss: str, *, role: str,
             init: Stage | None = None) -> Stage:
@@ -284,6 +332,7 @@ class Builder:
   def build(self) -> None:
     cfg = self.cfg
     gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
+    self._zero = {role: self.zero_shot(cfg[role], cfg.seeds[0]) for role in ("weak", "strong")}
     for seed in cfg.seeds:
       weak = self.train(cfg.weak, seed, "a", None, "xent", role="weak")
       weak_labels = self.predict(cfg.weak, weak, "b", seed)
@@ -320,6 +369,12 @@ class Builder:
     cfg, store, data = self.cfg, self.rt.store, self.data
     weak_name, strong_name = models.display_name(cfg.weak), models.display_name(cfg.strong)
     labels = data.sets["test"].labels
+    zero = {}  # each model's zero-shot score, or why it has none
+    for role, name in (("weak", weak_name), ("strong", strong_name)):
+      st = self._zero[role]
+      zero[name] = ({k: store.metrics("zero_shot", st.key)[k] for k in ("acc", "auroc", "acc_ci95")}
+                    if st else {"why": "trained from scratch" if cfg[role].init == "scratch"
+                                else data.zero_shot_why})
     out = []
     for seed, gft, loss, models_, preds, weak_labels in self._rows:
       probs = {r: store.arrays("predict", p["test"].key)["probs"] for r, p in preds.items()}
@@ -337,6 +392,7 @@ class Builder:
           "task": cfg.task.name, "data_key": data.keys["test"], "weak": weak_name,
           "strong": strong_name, "loss": loss, "seed": seed, "gft": gft, **scores,
           "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),
+          "zero_shot": zero,
           "weak_label_acc": store.metrics("predict", weak_labels.key)["acc"],
           "params": {"weak": models.param_count(self.model_cfg(cfg.weak)),
                      "strong": models.param_count(self.model_cfg(cfg.strong))},

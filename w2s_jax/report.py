@@ -112,7 +112,7 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
     runs = [[store.arrays("predict", r["predict_keys"][n])["correct"] for n in ROLES]
             for r in rs]
     keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
-            "params", "prior", "chance", "n_test")
+            "params", "prior", "chance", "n_test", "zero_shot")
     out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
                 "seed_list": [r["seed"] for r in rs],
                 **metrics.pooled_pgr(runs, samples=samples)})
@@ -185,6 +185,7 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
     valid = [r["pgr"] for r in runs if _method(r) == m and r["pgr_valid"]]
     med = f"{np.median(valid):+.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
     lines.append(f"median PGR [{m}] over {len(valid)} valid runs: {med}")
+  lines += baseline_lines(runs)
   multi = [p for p in pool if p["seeds"] > 1]
   if multi:
     lines += ["", "pooled over seeds (mean accuracies; PGR of the means; 95% interval resampling "
@@ -199,10 +200,28 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
   return "\n".join(lines)
 
 
+def baseline_lines(runs: list[dict]) -> list[str]:
+  """Per task: the prior (the majority class's share of test) and each model's zero-shot score
+  (no training: zero_shot.py), so that a null result can be told apart from a broken one."""
+  lines, seen = [], set()
+  for r in runs:
+    for name, z in (r.get("zero_shot") or {}).items():
+      if (r["task"], name) in seen:
+        continue
+      seen.add((r["task"], name))
+      if "why" in z:
+        lines.append(f"zero-shot {r['task']} {name}: n/a ({z['why']}); prior {r['prior']:.3f}")
+      else:
+        lines.append(f"zero-shot {r['task']} {name}: accuracy {z['acc']:.3f} "
+                     f"{_ci(z['acc_ci95']).replace('+', '')}, AUROC {_f(z['auroc'], '.3f')}; "
+                     f"prior {r['prior']:.3f}")
+  return lines
+
+
 def zero_shot_lines(runs: list[dict]) -> list[str]:
   """The go/no-go check of a chess ladder: each pretrained rung's zero-shot accuracy beside a
   random legal move (a rung at chance has no latent skill for a student to elicit)."""
-  r = next((r for r in runs if r.get("zero_shot")), None)
+  r = next((r for r in runs if r.get("zero_shot") and r.get("setting") == "chess"), None)
   if r is None:
     return []
   chance, lines = r["chance"], []

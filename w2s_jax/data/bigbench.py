@@ -51,8 +51,8 @@ def task_file(name: str) -> str:
   return path
 
 
-def Task(load, fmt, labels):  # noqa: N802  (every BIG-bench task is balanced 50/50)
-  return _Task(load, fmt, labels, balance=True)
+def Task(load, fmt, labels, zero_shot=None):  # noqa: N802  (every BIG-bench task is balanced)
+  return _Task(load, fmt, labels, balance=True, zero_shot=zero_shot)
 
 
 def loader(name: str, keep=None):
@@ -104,6 +104,22 @@ def pairwise_choice(r, cfg, labels, choices=None):
   return preference_pair(r, cfg, f"{prompt}\nAnswer: {best}", f"{prompt}\nAnswer: {other}")
 
 
+def balanced_answers(load):
+  """Rows downsampled (seeded by task.format_seed, order kept) so that every right answer is
+  equally common: pairs built from them carry no signal in which answer is preferred
+  (multiemo's English sentences are 58% negative)."""
+  def balanced(cfg):
+    rows = load(cfg)["train"]
+    by = {}
+    for i, r in enumerate(rows):
+      by.setdefault(_best(r), []).append(i)
+    n = min(len(v) for v in by.values())
+    rng = np.random.default_rng([cfg.format_seed, 2])
+    keep = np.sort(np.concatenate([rng.permutation(v)[:n] for v in by.values()]))
+    return {"train": [rows[i] for i in keep]}
+  return balanced
+
+
 def hhh_loader(cfg):
   rows = []
   for part in ("harmless", "helpful", "honest", "other"):
@@ -117,26 +133,36 @@ def _pairwise(load, choices=None):
 
 
 BINARY = ("false", "true")
+# Zero-shot prompts (w2s_jax/zero_shot.py): appended text, then one answer word per class.
+SENTIMENT = ("\nQuestion: Is the sentiment of this sentence positive or negative?\nAnswer:",
+             (" negative", " positive"))
+YES_NO = ("\nAnswer (Yes or No):", (" No", " Yes"))
+CHOICE = ("\nIs this answer right? Answer (Yes or No):", (" No", " Yes"))
 BIGBENCH_TASKS = {
-    "bigbench-strategyqa": Task(loader("strategyqa"), yes_no("Yes"), lambda c: BINARY),
+    "bigbench-strategyqa": Task(loader("strategyqa"), yes_no("Yes"), lambda c: BINARY, YES_NO),
     "bigbench-sports_understanding": Task(loader("sports_understanding"), yes_no("plausible"),
-                                          lambda c: BINARY),
+                                          lambda c: BINARY, ("\nIs this sentence plausible? "
+                                                             "Answer (Yes or No):", YES_NO[1])),
     "bigbench-multiemo": Task(loader("multiemo/all_text_en", keep_choices("positive",
                                                                          "negative")),
-                              yes_no("positive"), lambda c: BINARY),
+                              yes_no("positive"), lambda c: BINARY, SENTIMENT),
     "bigbench-multiemo-sentence": Task(loader("multiemo/all_sentence_en", keep_choices(
-        "positive", "negative")), yes_no("positive"), lambda c: BINARY),
+        "positive", "negative")), yes_no("positive"), lambda c: BINARY, SENTIMENT),
     "bigbench-vitaminc": Task(loader("vitaminc_fact_verification", keep_choices("True", "False")),
-                              yes_no("True"), lambda c: BINARY),
-    "bigbench-social_iqa": Task(loader("social_iqa"), f_multiple_choice, lambda c: BINARY),
-    "bigbench-timedial": Task(loader("timedial"), f_multiple_choice, lambda c: BINARY),
+                              yes_no("True"), lambda c: BINARY,
+                              ("\nQuestion: Is the claim true or false?\nAnswer:",
+                               (" false", " true"))),
+    "bigbench-social_iqa": Task(loader("social_iqa"), f_multiple_choice, lambda c: BINARY,
+                                CHOICE),
+    "bigbench-timedial": Task(loader("timedial"), f_multiple_choice, lambda c: BINARY, CHOICE),
     # Preference pairs for reward models (offline): the better vs another answer.
     "bigbench-social_iqa-pairs": _pairwise(loader("social_iqa")),
     "bigbench-timedial-pairs": _pairwise(loader("timedial")),
     # A sentence with its right vs its wrong sentiment (positive / negative only): the one pair
     # task here on which a from-scratch weak reward model learns above chance (BUILD_NOTES).
-    "bigbench-multiemo-sentence-pairs": _pairwise(
-        loader("multiemo/all_sentence_en", keep_choices("positive", "negative")),
+    # As many sentences of each sentiment: a model that always prefers one answer scores chance.
+    "bigbench-multiemo-sentence-pairs": _pairwise(balanced_answers(
+        loader("multiemo/all_sentence_en", keep_choices("positive", "negative"))),
         ("positive", "negative")),
     "bigbench-hhh_alignment": _pairwise(hhh_loader),  # 221 pairs: an extra evaluation set
 }

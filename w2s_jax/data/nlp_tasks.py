@@ -228,19 +228,25 @@ def f_ultrafeedback(r, cfg, labels):
                          _last_turn(_get(r, "rejected"), where))
 
 
-def _binary(load, fmt, kind="classification"):
-  return Task(load, fmt, lambda cfg: BINARY, kind, balance=True)
+def _binary(load, fmt, kind="classification", zero_shot=None):
+  return Task(load, fmt, lambda cfg: BINARY, kind, balance=True, zero_shot=zero_shot)
+
+
+# Zero-shot prompts (the text ends with the task's question, or is a review): label 1 = yes.
+YES_NO = ("\nAnswer (Yes or No):", (" No", " Yes"))
+SENTIMENT = ("\nQuestion: Is the sentiment of this text positive or negative?\nAnswer:",
+             (" negative", " positive"))
 
 
 PAPER_TASKS = {
     "sciq": _binary(hub_loader("allenai/sciq", test="test"), f_sciq),
-    "boolq": _binary(hub_loader("google/boolq"), f_boolq),
+    "boolq": _binary(hub_loader("google/boolq"), f_boolq, zero_shot=YES_NO),
     "cosmos_qa": _binary(hub_loader("allenai/cosmos_qa"), f_cosmos_qa),
     "amazon_polarity": _binary(hub_loader("fancyzhx/amazon_polarity", test="test"),
-                               f_amazon_polarity),
+                               f_amazon_polarity, zero_shot=SENTIMENT),
     "anli-r2": _binary(hub_loader("facebook/anli", train="train_r2", test="test_r2",
                                   keep=lambda r: r.get("label") != 1), f_anli),
-    "cola": _binary(hub_loader("nyu-mll/glue", "cola"), f_cola),
+    "cola": _binary(hub_loader("nyu-mll/glue", "cola"), f_cola, zero_shot=YES_NO),
     "dream": _binary(hub_loader("dataset-org/dream", test="test"), f_dream),
     "ethics-commonsense": _binary(hub_loader("hendrycks/ethics", "commonsense", test="test"),
                                   f_ethics_commonsense),
@@ -255,15 +261,15 @@ PAPER_TASKS = {
     "multirc": _binary(hub_loader("aps/super_glue", "multirc"), f_multirc),
     "openbookqa": _binary(hub_loader("allenai/openbookqa", "main", test="test"), f_openbookqa),
     "paws": _binary(hub_loader("google-research-datasets/paws", "labeled_final", test="test"),
-                    f_paws),
+                    f_paws, zero_shot=YES_NO),
     "piqa": _binary(hub_loader("ybisk/piqa"), f_piqa),
     "quail": _binary(hub_loader("textmachinelab/quail"), f_quail),
     "quartz": _binary(hub_loader("allenai/quartz", test="test"), f_quartz),
     "social_i_qa": _binary(hub_loader("allenai/social_i_qa"), f_social_i_qa),
-    "sst2": _binary(hub_loader("stanfordnlp/sst2"), f_sst2),
-    "wic": _binary(hub_loader("aps/super_glue", "wic"), f_wic),
+    "sst2": _binary(hub_loader("stanfordnlp/sst2"), f_sst2, zero_shot=SENTIMENT),
+    "wic": _binary(hub_loader("aps/super_glue", "wic"), f_wic, zero_shot=YES_NO),
     "twitter-sentiment": _binary(hub_loader("carblacac/twitter-sentiment-analysis", test="test"),
-                                 f_twitter),
+                                 f_twitter, zero_shot=SENTIMENT),
     "anthropic_hh": _binary(hub_loader("Anthropic/hh-rlhf", test="test"), f_anthropic_hh,
                             kind="pairwise"),
     "ultrafeedback": _binary(hub_loader("HuggingFaceH4/ultrafeedback_binarized",

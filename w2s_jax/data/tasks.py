@@ -26,6 +26,9 @@ class Task(NamedTuple):
   labels: Callable
   kind: str = "classification"  # or "pairwise": (text_a, text_b) rows for reward models
   balance: bool = False  # always downsample to equal classes (the paper's tasks)
+  # The zero-shot baseline's prompt (w2s_jax/zero_shot.py): (text appended to every row, one
+  # answer word per class); None: no prompt, so no zero-shot score.
+  zero_shot: tuple | None = None
 
 
 def _label_index(value, labels, where):
