@@ -8,6 +8,8 @@
   --config=configs/nlp.py:reproduce    the paper's NLP figure on this CPU: a depth ladder of
                                        probes on SmolLM2-135M (layers 2, 4, 8, 16, 30; every pair
                                        i < j), two BIG-bench tasks, xent and logconf, 5 seeds
+  --config=configs/nlp.py:reproduce_gpu   the same ladder fully fine-tuned on one accelerator
+                                       (A = B = 5,000 rows, bf16)
   --config=configs/nlp.py:sweep_tiny   every pair of three tiny sizes x 2 losses x 2 seeds (CI)
   --config=configs/nlp.py:sweep_gpt2   the paper's grid on a pod: every pair of gpt2 .. gpt2-xl
                                        on its NLP tasks, xent and logconf, 3 seeds
@@ -91,6 +93,18 @@ def get_config(arg: str = "tiny"):
     c.early_stopping.update(enabled=True, every=50, metric="auroc")
     c.train.update(eval_batch_size=64, log_every=250)
     c.bootstrap_samples = 1000
+  elif arg == "reproduce_gpu":
+    # The same ladder fully fine-tuned on one accelerator: SmolLM2-135M cut to 2, 4, 8, 16 and
+    # 30 layers, A = B = 5,000 rows, bf16; the weak models and ceilings train 2 epochs, the
+    # students 1,000 steps with the 200-step confidence warmup and early stopping (as the probes).
+    c = get_config("reproduce")
+    c.task.update(n_train=10_000, n_test=1000)
+    c.weak.update(mode="full", lr=1e-4)
+    c.strong.update(mode="full", lr=1e-4)
+    c.features_all_layers = False
+    c.schedules.weak.epochs = c.schedules.ceiling.epochs = 2.0
+    c.schedules.student.steps = 1000
+    c.train.update(dtype="bfloat16", eval_batch_size=256, log_every=100)
   elif arg == "sweep_tiny":
     # Three sizes: pairs (1, 2), (1, 3), (2, 3). The middle model is the weak supervisor of one
     # pair and the strong ceiling of another: one train stage serves both.
@@ -108,6 +122,6 @@ def get_config(arg: str = "tiny"):
                                    "anli-r2", "ethics-justice", "paws", "quartz")),)
   else:
     raise ValueError(f"configs/nlp.py: unknown variant {arg!r} "
-                     "(tiny | jsonl | offline | reproduce | pod_gpt2 | pod_qwen | sweep_tiny | "
+                     "(tiny | jsonl | offline | reproduce | reproduce_gpu | pod_gpt2 | pod_qwen | sweep_tiny | "
                      "sweep_gpt2)")
   return c

@@ -9,6 +9,18 @@ def test_shipped_configs_validate(nlp_config):
     config_lib.validate(nlp_config(variant), 8)
 
 
+def test_reproduce_variants_plan_every_pair_of_the_depth_ladder(nlp_config, tmp_path):
+  """The probe ladder on this CPU and its fully fine-tuned twin for an accelerator: 10 pairs x
+  2 tasks, every point valid, nothing run."""
+  from w2s_jax import experiment  # noqa: PLC0415
+  for variant, mode in (("reproduce", "probe"), ("reproduce_gpu", "full")):
+    configs = experiment.expand(nlp_config(variant))
+    assert len(configs) == 20 and {c.strong.mode for c in configs} == {mode}
+  _, graph, _ = experiment.plan(nlp_config("reproduce"), str(tmp_path))
+  # 5 rungs x 2 tasks, each scored zero-shot once; one all-layers pass per split and task
+  assert graph.counts()["zero_shot"] == 10 and graph.counts()["features"] == 8
+
+
 @pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen"])
 def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant, nlp_config):
   cfg = nlp_config(variant)
