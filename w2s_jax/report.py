@@ -98,6 +98,14 @@ def _clean(x):
 
 
 ROLES = ("weak", "student", "ceiling")
+_CORRECT = {}  # predict stage folder -> per-example correctness (a finished stage never changes)
+
+
+def _correct(store, key: str) -> np.ndarray:
+  where = str(store.path("predict", key))
+  if where not in _CORRECT:
+    _CORRECT[where] = store.arrays("predict", key)["correct"]
+  return _CORRECT[where]
 
 
 def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
@@ -109,8 +117,7 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
   out = []
   for pool, rs in groups.items():
     rs = sorted(rs, key=lambda r: r["seed"])
-    runs = [[store.arrays("predict", r["predict_keys"][n])["correct"] for n in ROLES]
-            for r in rs]
+    runs = [[_correct(store, r["predict_keys"][n]) for n in ROLES] for r in rs]
     keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
             "params", "prior", "chance", "n_test", "zero_shot")
     out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
