@@ -22,6 +22,12 @@ def get_config(arg: str = "default"):
   c.train.update(batch_size=128, epochs=4.0, lr=1e-3, warmup_steps=20, buckets=(10,),
                  eval_batch_size=512, log_every=50, checkpoint_every=500)
   c.bootstrap_samples = 1000
+  if arg in ("default", "tiny", "gpu"):
+    # The native encoding trains over each position's legal moves only, and decodes and labels
+    # among them: pretrained this way tiny-2 (+600 steps) solves 15% of the test puzzles
+    # zero-shot, 2.6x a random legal move, against 5% with a softmax over all 1,880 moves
+    # (BUILD_NOTES.md, "Chess").
+    c.chess.update(legal_loss=True, legal_mask=True, label_legal_mask=True)
   if arg == "default":
     # A compute ladder (CHESS_NOTES.md: on a CPU, size alone inverts): pretraining compute grows
     # ~5x then 3x (0.23M params x 600 steps, 0.72M x 1,000, 0.72M x 3,000) on 100k stockfish

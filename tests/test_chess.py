@@ -410,7 +410,8 @@ def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
   with the KV cache and parsed as moves; students train on the supervisors' generated text."""
   from w2s_jax.chess import ladder  # noqa: PLC0415
   cfg = chess_config("tiny")
-  cfg.chess.update(encoding="fen", answer_len=8, n_test=64, n_weak_train=128, n_transfer=128)
+  cfg.chess.update(encoding="fen", answer_len=8, n_test=64, n_weak_train=128, n_transfer=128,
+                   legal_loss=False, legal_mask=False, label_legal_mask=False)  # native only
   cfg.chess.corpus.n_positions = 1000
   cfg.tokenizer = "byte"
   cfg.max_len = 112

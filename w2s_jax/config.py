@@ -165,6 +165,7 @@ def defaults() -> ml_collections.ConfigDict:
       answer_len=8,  # text encodings: answer tokens generated at most
       legal_mask=False,  # score: decode only among the position's legal moves (native)
       label_legal_mask=False,  # the same for the labels a supervisor hands down
+      legal_loss=False,  # train (pretraining, fine-tuning) with a softmax over legal moves only
       rating_bands=(1000, 1500, 2000),  # edges of the accuracy-by-rating report
       corpus=dict(
           source="self-play",  # self-play | pgn:PATH (.pgn or .pgn.zst)
@@ -457,6 +458,11 @@ def _check_chess(cfg) -> None:
            "legal-move masking is implemented for the native encoding")
   _require(not (ch.label_legal_mask and ch.encoding != "native"), "chess.label_legal_mask",
            "legal-move masking is implemented for the native encoding")
+  _require(not (ch.legal_loss and ch.encoding != "native"), "chess.legal_loss",
+           "the legal-move loss is implemented for the native encoding")
+  # Such a model never learns its illegal tokens' logits: its unmasked answers are noise.
+  _require(not ch.legal_loss or ch.label_legal_mask, "chess.label_legal_mask",
+           "must be True with chess.legal_loss (an illegal label trains nothing under it)")
   _require(ch.encoding == "native" or tuple(cfg.losses) == ("xent",), "losses",
            "text encodings train generatively, with xent only")
   _require(ch.encoding != "native" or cfg.max_len >= 10, "max_len",

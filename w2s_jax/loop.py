@@ -102,7 +102,8 @@ OBJECTIVES = {  # objective -> (targets' rank, integer targets)
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
         objective: str, loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
         label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0,
-        evaluation: Evaluation | None = None, profile_dir: str = "") -> FitResult:
+        evaluation: Evaluation | None = None, profile_dir: str = "",
+        legal: np.ndarray | None = None) -> FitResult:
   """Train `params` (consumed) on (ds, targets) for `tcfg.epochs` (or exactly `steps`).
   `objective` says what the targets are (OBJECTIVES): soft [N, C] probabilities, hard class ids
   [N], or answer token ids [N, A] (the last tokens of each row of `ds`; -1 padded) for
@@ -114,6 +115,8 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   `evaluation`: periodic evaluations and, with a metric, the best step's parameters (kept in
   the checkpoints too, so a resumed run selects exactly as an uninterrupted one).
   `profile_dir`: where the steps tcfg.profile_steps = (first, last) are traced (jax.profiler).
+  `legal`: [N, ceil(C/8)] uint8 bit sets (np.packbits(..., bitorder="little")) of each row's
+  legal classes: the loss becomes a softmax over those only (chess: the position's legal moves).
   """
   accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
   micro = tcfg.batch_size // accum
@@ -128,11 +131,15 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "warmup_steps",
               "grad_clip")
   program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), total, lr, accum, micro,
-             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None)
+             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None, legal is not None)
+  if legal is not None and legal.shape != (len(ds), (trainer.classes + 7) // 8):
+    raise ValueError(f"{label}: legal bit sets {legal.shape}, want ({len(ds)}, "
+                     f"{(trainer.classes + 7) // 8})")
   if program not in trainer.programs:
     tx, schedule = make_optimizer(tcfg, lr, total)
     trainer.programs[program] = trainer.make_train_step(
-        tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=objective)
+        tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=objective,
+        legal=legal is not None)
   step_fn, init_fn, batch_shardings = trainer.programs[program]
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
@@ -181,6 +188,9 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
         tracing = True
       local = data_lib.train_batch(ds, targets, step, batch_size=tcfg.batch_size, accum=accum,
                                    seed=seed, buckets=tcfg.buckets, rows=rows)
+      if legal is not None:  # the rows train_batch took
+        idx = data_lib.batch_indices(len(ds), step, tcfg.batch_size, seed).reshape(accum, micro)
+        local["legal"] = legal[idx[:, rows]]
       batch = {k: jax.make_array_from_process_local_data(
           batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
       state, metrics = step_fn(state, batch)
@@ -260,6 +270,42 @@ def _read_evals(ckpt_dir: str) -> list:
   return json.loads(path.read_text()) if path.exists() else []
 
 
+_PROBES = {}  # probe programs by what they bake in (shapes, loss, optimizer, lr, length)
+
+
+def _probe_program(shapes, tcfg, loss_name: str, loss_hp: dict, lr: float, total: int):
+  """(run, init): `run(state, x, y, idx [k, B])` trains k steps as one scanned program on
+  device-resident features, returning the state and the k steps' metrics. Shared by every probe
+  stage of the same shapes, loss and schedule (a depth ladder's hundreds of probes compile it
+  once), and one dispatch per k steps instead of one per step."""
+  key = (shapes, tcfg.batch_size, tcfg.to_json(), loss_name, json.dumps(loss_hp, sort_keys=True),
+         lr, total)
+  if key not in _PROBES:
+    tx, schedule = make_optimizer(tcfg, lr, total)
+    loss = losses.get(loss_name)
+
+    def step(state, x, y):
+      def loss_fn(p):
+        logits = x @ p["cls_head"]
+        return loss(logits, y, state["step"].astype(jnp.float32) / total, **loss_hp), logits
+      (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+      new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+             "opt_state": opt_state}
+      return new, {"loss": value, "lr": schedule(state["step"]),
+                   "grad_norm": optax.tree.norm(grads),
+                   "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
+
+    @jax.jit
+    def run(state, x, y, idx):
+      return jax.lax.scan(lambda st, i: step(st, x[i], y[i]), state, idx)
+
+    def init(params):
+      return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+    _PROBES[key] = (run, init)
+  return _PROBES[key]
+
+
 def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss_hp: dict, tcfg,
               lr: float, seed: int, writer=None, label: str = "", steps: int = 0,
               evaluation: Evaluation | None = None) -> FitResult:
@@ -269,38 +315,30 @@ def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss
   n, d = features.shape
   total = schedule_length(n, tcfg, label, steps)
   loss_hp = resolve_hp(loss_hp, total)
-  tx, schedule = make_optimizer(tcfg, lr, total)
-  loss = losses.get(loss_name)
-
-  @jax.jit
-  def step(state, x, y):
-    def loss_fn(p):
-      logits = x @ p["cls_head"]
-      return loss(logits, y, state["step"].astype(jnp.float32) / total, **loss_hp), logits
-    (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-           "opt_state": opt_state}
-    return new, {"loss": value, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads),
-                 "accuracy": jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))}
-
-  params = {"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)}
-  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
-  rec, pending, t0 = Recorder(tcfg, total, label, writer), None, time.time()
+  targets = targets.astype(np.float32)
+  run, init = _probe_program((features.shape, targets.shape), tcfg, loss_name, loss_hp, lr,
+                             total)
+  x, y = jnp.asarray(features), jnp.asarray(targets)
+  state = init({"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)})
+  rec, t0 = Recorder(tcfg, total, label, writer), time.time()
   evals, best, best_value, best_step = [], None, float("nan"), -1
-  for i in range(total):
-    idx = data_lib.batch_indices(n, i, tcfg.batch_size, seed)
-    state, m = step(state, features[idx], targets[idx].astype(np.float32))
-    if pending is not None:
-      rec.record(pending)
-    pending = (i, m)
-    if evaluation is not None and ((i + 1) % evaluation.every == 0 or i + 1 == total):
+  # Chunks end where the host has work: a log line (its rate stays true) or an evaluation.
+  every = math.gcd(tcfg.log_every, evaluation.every) if evaluation else tcfg.log_every
+  i = 0
+  while i < total:
+    k = min(every - i % every, total - i)
+    idx = np.stack([data_lib.batch_indices(n, j, tcfg.batch_size, seed) for j in range(i, i + k)])
+    state, m = run(state, x, y, idx)
+    m = jax.device_get(m)
+    for j in range(k):
+      rec.record((i + j, {name: v[j] for name, v in m.items()}))
+    i += k
+    if evaluation is not None and (i % evaluation.every == 0 or i == total):
       current = jax.device_get(state["params"])
-      e = {k: float(v) for k, v in evaluation.evaluate(current).items()}
-      evals.append({"step": i + 1, **e})
+      e = {k_: float(v) for k_, v in evaluation.evaluate(current).items()}
+      evals.append({"step": i, **e})
       if evaluation.metric and evaluation.better(e[evaluation.metric], best_value):
-        best, best_value, best_step = current, e[evaluation.metric], i + 1
-  rec.record(pending)
+        best, best_value, best_step = current, e[evaluation.metric], i
   params = best if best is not None else jax.device_get(state["params"])
   return FitResult(params, rec.history, total, time.time() - t0, 0, evals,
                    best_step if best is not None else -1)

@@ -21,6 +21,26 @@ from w2s_jax.models import ModelConfig, Transformer, param_count
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ILLEGAL = -1e9  # the logit of a class outside a row's legal set: finite, so an empty set is no NaN
+
+
+def legal_classes(bits, classes: int):
+  """[..., ceil(C/8)] uint8 bit sets (little-endian, np.packbits) -> [..., C] bool."""
+  return jnp.unpackbits(bits, axis=-1, count=classes, bitorder="little").astype(bool)
+
+
+def restrict(logits, legal):
+  """A softmax over the legal classes only: the others get no probability and no gradient."""
+  return logits if legal is None else jnp.where(legal, logits, jnp.asarray(ILLEGAL, logits.dtype))
+
+
+def restrict_targets(y, legal):
+  """Targets renormalized over the legal classes; a row with no legal mass becomes all zero (no
+  cross-entropy: an illegal label says nothing about which legal move is best)."""
+  if legal is None:
+    return y
+  y = jnp.where(legal, y, 0.0)
+  return y / jnp.maximum(y.sum(-1, keepdims=True), 1e-12)
 
 
 def with_overrides(tcfg, **override):
@@ -227,11 +247,15 @@ class Trainer:
                        "grad_norm": optax.tree.norm(grads), "accuracy": accuracy}
 
   def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int,
-                      seed: int = 0, targets: str = "soft"):
+                      seed: int = 0, targets: str = "soft", legal: bool = False):
     """The pure train step and its shardings for one optimizer, loss and schedule.
     The state is {step, params (what trains), opt_state, frozen (LoRA's base, else None)}.
     `targets`: "soft" [accum, micro, C] probabilities; "hard" [accum, micro] class ids;
-    "answer" [accum, micro, A] answer token ids (-1 padded), next-token cross-entropy (xent)."""
+    "answer" [accum, micro, A] answer token ids (-1 padded), next-token cross-entropy (xent).
+    `legal`: the batch also holds "legal" [accum, micro, ceil(C/8)] bit sets (np.packbits,
+    little-endian) of each row's legal classes; the loss is a softmax over those only."""
+    if targets == "answer" and legal:
+      raise ValueError("legal-class losses take class targets, not generated answers")
     if targets == "answer" and loss.name != "xent":
       raise ValueError(f"loss {loss.name!r}: generative answers train with xent only")
 
@@ -242,6 +266,9 @@ class Trainer:
       tokens, lengths, y = batch["tokens"], batch["lengths"], batch["targets"]
       if targets == "hard":  # class ids [accum, micro]: one-hot here, not on the host (C ~ 50k)
         y = jax.nn.one_hot(y, self.classes, dtype=jnp.float32)
+      # Legal sets travel as bits (a 100k-row chess corpus: 25 MB, not 200 MB of masks).
+      mask = legal_classes(batch["legal"], self.classes) if legal else None
+      y = restrict_targets(y, mask)
       if targets == "answer":
         n_answer = jnp.maximum(jnp.sum(y >= 0), 1)
 
@@ -258,30 +285,33 @@ class Trainer:
       accum, micro, c = y.shape
       if accum == 1:
         def loss_fn(p):
-          logits = self.logits(self.effective(p, frozen), tokens[0], lengths[0])
+          logits = restrict(self.logits(self.effective(p, frozen), tokens[0], lengths[0]),
+                            None if mask is None else mask[0])
           return loss(logits, y[0], step_frac, **loss_hp), logits[None]
         (value, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       else:
         # Batch statistics (threshold, window radius) over the WHOLE optimizer batch: predict
         # every micro-batch first, then accumulate gradients against fixed targets.
         full = self.effective(params, frozen)
-        logits = jax.lax.map(lambda mb: self.logits(full, *mb).astype(jnp.float32),
-                             (tokens, lengths)) if loss.needs_logits else jnp.zeros(y.shape)
+        # mask None is an empty pytree: lax.map and scan carry it through as None.
+        logits = jax.lax.map(lambda mb: restrict(self.logits(full, *mb[:2]), mb[2]).astype(
+            jnp.float32), (tokens, lengths, mask)) if loss.needs_logits else jnp.zeros(y.shape)
         target, weight = loss.targets(logits.reshape(-1, c), y.reshape(-1, c), step_frac,
                                       **loss_hp)
         target, weight = target.reshape(y.shape), weight.reshape(accum, micro)
         total_weight = jnp.maximum(weight.sum(), 1e-12)
 
         def micro_step(acc, mb):
-          tok, ln, tg, w = mb
+          tok, ln, tg, w, m = mb
           def loss_fn(p):
-            logits = self.logits(self.effective(p, frozen), tok, ln)
+            logits = restrict(self.logits(self.effective(p, frozen), tok, ln), m)
             return jnp.sum(w * loss.per_example(logits, tg, **loss_hp)) / total_weight, logits
           (v, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
           return jax.tree.map(jnp.add, acc, (g, v)), logits
 
         zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
-        (grads, value), logits = jax.lax.scan(micro_step, zeros, (tokens, lengths, target, weight))
+        (grads, value), logits = jax.lax.scan(micro_step, zeros,
+                                              (tokens, lengths, target, weight, mask))
       return self._apply(tx, schedule, state, grads, value,
                          jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1)))
 
@@ -298,6 +328,8 @@ class Trainer:
     batch_shardings = {"tokens": self._batch_sharding(1, lead=1),
                        "lengths": self._batch_sharding(0, lead=1),
                        "targets": self._batch_sharding(0 if targets == "hard" else 1, lead=1)}
+    if legal:
+      batch_shardings["legal"] = self._batch_sharding(1, lead=1)
     step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
                       out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
     def init_state(params):

@@ -40,6 +40,10 @@ class NativeCodec:
     """(rows, targets) to train on: the ground truth, or a supervisor's answers (hard labels)."""
     return ds, ds.labels if answers is None else np.asarray(answers, np.int32)
 
+  def legal(self, positions) -> np.ndarray:
+    """Each position's legal moves as bit sets over the vocabulary (a legal-move loss)."""
+    return encoding.legal_bits([p.board() for p in positions])
+
   def answers(self, trainer, params, ds, positions, legal_mask: bool, batch_size: int):
     probs = trainer.predict(params, ds, batch_size, self.buckets)
     if legal_mask:

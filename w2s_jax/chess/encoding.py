@@ -89,6 +89,16 @@ def legal_tokens(board: chess.Board) -> list[int]:
   return [move_token(board, m) for m in board.legal_moves]
 
 
+def legal_bits(boards) -> np.ndarray:
+  """[N, ceil(VOCAB_SIZE / 8)] uint8: each board's legal move tokens as a little-endian bit set
+  (np.packbits), what a legal-move loss reads (249 bytes a position)."""
+  out = np.zeros((len(boards), (VOCAB_SIZE + 7) // 8), np.uint8)
+  for i, board in enumerate(boards):
+    t = np.array(legal_tokens(board), np.int64)
+    np.bitwise_or.at(out[i], t >> 3, (1 << (t & 7)).astype(np.uint8))
+  return out
+
+
 # ------------------------------------------------------------------------------------ text
 def text_prompt(fmt: str, board: chess.Board, start_fen: str, history) -> str:
   """The prompt of a position for a pretrained LM. `history`: UCI moves from `start_fen`."""

@@ -13,6 +13,9 @@ stage graph of one config.
 For every rung k >= 2: the ceiling, the naive student (M1's labels of transfer slice k-1 -> Mk)
 and the bootstrapped student (the rung k-1 bootstrapped student's labels of the same slice -> Mk;
 at k = 2 it is the naive student). Both students of a rung see the same puzzles.
+With chess.legal_loss (native encoding) pretraining and every fine-tune take a softmax over the
+position's legal moves only, so capacity goes to move quality rather than legality; a label that
+is not a legal move then trains nothing (pair it with label_legal_mask).
 """
 import hashlib
 import logging
@@ -110,7 +113,8 @@ class Builder:
     tcfg = train.with_overrides(self.cfg.train, batch_size=p.batch_size, micro_batch_size=0,
                                 lr=p.lr, warmup_steps=p.warmup_steps, epochs=1.0)
     spec = {"model": self.identity(rung), "steps": rung.pretrain_steps,
-            "train": rt_lib.hashed_train(tcfg), "corpus": corpus.key, "seed": p.seed}
+            "train": rt_lib.hashed_train(tcfg), "corpus": corpus.key, "seed": p.seed,
+            **self._loss_spec()}
     label = f"pretrain:{rung_name(i, rung)}"
 
     def run():
@@ -123,7 +127,7 @@ class Builder:
                          loss_name="xent", loss_hp={}, tcfg=tcfg, lr=p.lr, seed=p.seed,
                          writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("pretrain", stage.key),
-                         steps=rung.pretrain_steps)
+                         steps=rung.pretrain_steps, legal=self._legal(boards, corpus.key))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,
@@ -136,6 +140,17 @@ class Builder:
   def _objective(self) -> str:
     return "hard" if self.cfg.chess.encoding == "native" else "answer"
 
+  def _loss_spec(self) -> dict:
+    # Only when on: the stages of runs without it keep their keys (and caches).
+    return {"legal_loss": True} if self.cfg.chess.legal_loss else {}
+
+  def _legal(self, positions, key: str):
+    """The positions' legal moves for a legal-move loss (None: a softmax over every token);
+    once per invocation (a 100k-position corpus takes ~10 s, and every rung pretrains on it)."""
+    if not self.cfg.chess.legal_loss:
+      return None
+    return self.rt.memo(("chess legal", key), lambda: self.codec.legal(positions))
+
   def finetune(self, i: int, split: str, labels: Stage | None, loss: str, seed: int,
                role: str) -> Stage:
     """Rung i fine-tuned on `split`'s ground truth (labels None) or a predict stage's answers."""
@@ -147,7 +162,7 @@ class Builder:
     spec = {"model": self.identity(rung), "init": init.key if init else None,
             "seed": seed, "data": self.pz.keys[split],
             "labels": labels.key if labels else "ground truth", "loss": loss, "loss_hp": hp,
-            "train": rt_lib.hashed_train(tcfg), "steps": steps, "lr": lr}
+            "train": rt_lib.hashed_train(tcfg), "steps": steps, "lr": lr, **self._loss_spec()}
     label = f"{role}:{rung_name(i, rung)}:{split}:{loss}:s{seed}"
 
     def run():
@@ -160,7 +175,8 @@ class Builder:
                          loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                          writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("train", stage.key),
-                         profile_dir=self.rt.profile_dir(stage))
+                         profile_dir=self.rt.profile_dir(stage),
+                         legal=self._legal(self.pz.positions[split], self.pz.keys[split]))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,
@@ -258,12 +274,14 @@ class Builder:
                for r in ("weak", "student")}
       a = {r: m["acc"] for r, m in acc.items()}
       group = ["chess", pz.keys["test"], names[k], loss, method,
-               f"mask={ch.legal_mask}", f"labels_mask={ch.label_legal_mask}"]
+               f"mask={ch.legal_mask}", f"labels_mask={ch.label_legal_mask}",
+               *(["legal_loss"] if ch.legal_loss else [])]
       out.append({
           "id": "|".join(str(x) for x in group + [seed]), "pool": "|".join(group),
           "setting": "chess", "task": "chess", "data_key": pz.keys["test"], "rung": k + 1,
           "weak": names[0], "strong": names[k], "chain": [names[j] for j in chain],
           "method": method, "loss": loss, "seed": seed, "legal_mask": ch.legal_mask,
+          "legal_loss": ch.legal_loss,
           "weak_acc": a["weak"], "student_acc": a["student"], "ceiling_acc": a["ceiling"],
           "pgr": metrics.pgr(a["weak"], a["student"], a["ceiling"]),
           "pgr_ci95": metrics.pgr_interval_correct(
