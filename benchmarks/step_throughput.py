@@ -39,7 +39,7 @@ def measure(size, batch, length, dtype, remat, steps, attention="xla"):
               "targets": np.tile(np.float32([[0.3, 0.7]]), (1, batch, 1))}
   data = jax.device_put(batch_np, shardings)
   first, dt = time_train_step(step_fn, init_fn(tr.init_params(0)), data, steps)
-  return throughput_row(size, mc, batch, length, remat, first, dt)
+  return mc, first, dt
 
 
 def main():
@@ -57,7 +57,8 @@ def main():
         f"remat {a.remat}, attention {a.attention}")
   print(HEADER)
   for size in a.sizes.split(","):
-    print(measure(size, a.batch, a.length, a.dtype, a.remat, a.steps, a.attention), flush=True)
+    mc, first, dt = measure(size, a.batch, a.length, a.dtype, a.remat, a.steps, a.attention)
+    print(throughput_row(size, mc, a.batch, a.length, a.remat, first, dt), flush=True)
 
 
 if __name__ == "__main__":

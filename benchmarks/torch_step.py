@@ -53,7 +53,7 @@ def measure(size, batch, length, dtype, steps, compile_, device):
     return loss
 
   first, dt = time_calls(step, lambda loss: loss.item(), steps)  # item() waits for the device
-  return throughput_row(size, mc, batch, length, "none", first, dt)
+  return mc, first, dt
 
 
 def main():
@@ -71,7 +71,8 @@ def main():
         f"{'compiled' if a.compile else 'eager'}")
   print(HEADER)
   for size in a.sizes.split(","):
-    print(measure(size, a.batch, a.length, a.dtype, a.steps, a.compile, device), flush=True)
+    mc, first, dt = measure(size, a.batch, a.length, a.dtype, a.steps, a.compile, device)
+    print(throughput_row(size, mc, a.batch, a.length, "none", first, dt), flush=True)
 
 
 if __name__ == "__main__":
