@@ -19,7 +19,7 @@ from w2s_jax import checkpoint, files, losses, sharding
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.errors import NonFiniteLoss
 from w2s_jax.models import param_count
-from w2s_jax.train import Trainer, make_optimizer
+from w2s_jax.train import Trainer, make_optimizer, schedule_values, unit_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +126,21 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   if targets.ndim != rank or bool(np.issubdtype(targets.dtype, np.integer)) != integer:
     raise ValueError(f"{label}: objective {objective!r} takes {'integer' if integer else 'float'}"
                      f" targets of rank {rank}, got {targets.dtype} {targets.shape}")
-  # Stages of one model with the same optimizer, loss and length share their programs (a
-  # ceiling and a student, two seeds): built and compiled once per process.
-  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "warmup_steps",
-              "grad_clip")
-  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), total, lr, accum, micro,
+  # Stages of one model with the same optimizer and loss share their programs (a ceiling and a
+  # student, two seeds, other learning rates and lengths: those are run-time values):
+  # built and compiled once per process.
+  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "grad_clip")
+  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), accum, micro,
              tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None, legal is not None)
   if legal is not None and legal.shape != (len(ds), (trainer.classes + 7) // 8):
     raise ValueError(f"{label}: legal bit sets {legal.shape}, want ({len(ds)}, "
                      f"{(trainer.classes + 7) // 8})")
   if program not in trainer.programs:
-    tx, schedule = make_optimizer(tcfg, lr, total)
     trainer.programs[program] = trainer.make_train_step(
-        tx, schedule, losses.get(loss_name), loss_hp, total, seed, targets=objective,
-        legal=legal is not None)
+        unit_optimizer(tcfg), tcfg.schedule, losses.get(loss_name), loss_hp, None, seed,
+        targets=objective, legal=legal is not None)
   step_fn, init_fn, batch_shardings = trainer.programs[program]
+  values = jax.device_put(schedule_values(tcfg, lr, total), trainer.replicated)
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)
   select = evaluation is not None and bool(evaluation.metric)
@@ -193,7 +193,7 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
         local["legal"] = legal[idx[:, rows]]
       batch = {k: jax.make_array_from_process_local_data(
           batch_shardings[k], v, (accum, micro) + v.shape[2:]) for k, v in local.items()}
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn(state, batch, values)
       if step == start:  # compilation and the first step, timed apart from the steady state
         jax.block_until_ready(metrics)
         t_first, tokens = time.time(), 0

@@ -4,6 +4,7 @@ The NNX model is split ONCE into a graph definition and a pure parameter dict; t
 `train_step(state, batch) -> (state, metrics)` over plain pytrees, compiled with in/out shardings
 and the state donated. Parameters are created directly in their shards (never whole on a device).
 """
+import functools
 import logging
 
 import jax
@@ -75,6 +76,37 @@ def make_optimizer(tcfg, lr: float, total_steps: int):
   if tcfg.grad_clip > 0:
     opt = optax.chain(optax.clip_by_global_norm(tcfg.grad_clip), opt)
   return opt, schedule
+
+
+def unit_optimizer(tcfg):
+  """make_optimizer's transformation without its learning rate: the train program scales the
+  update by -lr(step) itself, so the rate and the schedule's length are run-time values."""
+  parts = [optax.clip_by_global_norm(tcfg.grad_clip)] if tcfg.grad_clip > 0 else []
+  parts.append(optax.scale_by_adam(b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps))
+  if not (tcfg.optimizer == "adam" and tcfg.weight_decay == 0):
+    parts.append(optax.add_decayed_weights(tcfg.weight_decay))  # optax.adamw's order
+  return optax.chain(*parts)
+
+
+def schedule_values(tcfg, lr: float, total_steps: int) -> dict:
+  """What a shared train program reads at run time: the peak learning rate, the warmup and
+  decay lengths of make_optimizer's schedule, and the stage's length (fp32 scalars)."""
+  warmup = min(tcfg.warmup_steps, total_steps)
+  return {k: np.float32(v) for k, v in (("lr", lr), ("warmup", warmup),
+                                         ("decay", max(total_steps - warmup, 1)),
+                                         ("total", total_steps))}
+
+
+def learning_rate_at(kind: str, step, values: dict):
+  """make_optimizer's schedule (linear warmup from 0, then `kind`: cosine to 0, linear to 0 or
+  constant) at `step`, from traced schedule_values; optax's formulas, term for term."""
+  s = step.astype(jnp.float32)
+  lr, warmup, decay = values["lr"], values["warmup"], values["decay"]
+  c = jnp.minimum(jnp.maximum(s - warmup, 0.0), decay)
+  main = {"cosine": lr * (0.5 * (1 + jnp.cos(jnp.pi * c / decay))),
+          "linear": lr * (1 - c / decay), "constant": lr}[kind]
+  warm = -lr * (1 - jnp.minimum(s, warmup) / jnp.maximum(warmup, 1.0)) + lr
+  return jnp.where(s < warmup, warm, main)
 
 
 class Trainer:
@@ -238,12 +270,17 @@ class Trainer:
     ce = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), target[..., None], -1)[..., 0]
     return jnp.sum(ce * mask), jnp.sum((jnp.argmax(logits, -1) == target) * mask)
 
-  def _apply(self, tx, schedule, state, grads, value, accuracy):
+  def _apply(self, tx, schedule, state, grads, value, accuracy, values=None):
     params = state["params"]
     updates, opt_state = tx.update(grads, state["opt_state"], params)
+    if values is None:  # the schedule is inside tx
+      lr = schedule(state["step"])
+    else:  # tx is unit_optimizer's: scale as optax's scale_by_learning_rate does
+      lr = learning_rate_at(schedule, state["step"], values)
+      updates = jax.tree.map(lambda u: (-lr).astype(u.dtype) * u, updates)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "opt_state": opt_state, "frozen": state["frozen"]}
-    return new_state, {"loss": value, "lr": schedule(state["step"]),
+    return new_state, {"loss": value, "lr": lr,
                        "grad_norm": optax.tree.norm(grads), "accuracy": accuracy}
 
   def make_train_step(self, tx, schedule, loss: losses.Loss, loss_hp: dict, total_steps: int,
@@ -253,16 +290,20 @@ class Trainer:
     `targets`: "soft" [accum, micro, C] probabilities; "hard" [accum, micro] class ids;
     "answer" [accum, micro, A] answer token ids (-1 padded), next-token cross-entropy (xent).
     `legal`: the batch also holds "legal" [accum, micro, ceil(C/8)] bit sets (np.packbits,
-    little-endian) of each row's legal classes; the loss is a softmax over those only."""
+    little-endian) of each row's legal classes; the loss is a softmax over those only.
+    `total_steps=None`: a program shared by stages of any learning rate and length: `tx` is
+    unit_optimizer's, `schedule` the schedule's kind (tcfg.schedule), and the step takes a third
+    argument, schedule_values(...), that says the rate and the lengths."""
     if targets == "answer" and legal:
       raise ValueError("legal-class losses take class targets, not generated answers")
     if targets == "answer" and loss.name != "xent":
       raise ValueError(f"loss {loss.name!r}: generative answers train with xent only")
 
-    def train_step(state, batch):
+    def train_step(state, batch, values=None):
       self.traces["train"] += 1
       params, step, frozen = state["params"], state["step"], state["frozen"]
-      step_frac = step.astype(jnp.float32) / total_steps
+      step_frac = step.astype(jnp.float32) / (values["total"] if values else total_steps)
+      apply = functools.partial(self._apply, tx, schedule, values=values)
       tokens, lengths, y = batch["tokens"], batch["lengths"], batch["targets"]
       if targets == "hard":  # class ids [accum, micro]: one-hot here, not on the host (C ~ 50k)
         y = jax.nn.one_hot(y, self.classes, dtype=jnp.float32)
@@ -281,7 +322,7 @@ class Trainer:
 
         zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros(()), jnp.zeros(()))
         (grads, value, accuracy), _ = jax.lax.scan(micro_step, zeros, (tokens, lengths, y))
-        return self._apply(tx, schedule, state, grads, value, accuracy)
+        return apply(state, grads, value, accuracy)
       accum, micro, c = y.shape
       if accum == 1:
         def loss_fn(p):
@@ -312,8 +353,7 @@ class Trainer:
         zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
         (grads, value), logits = jax.lax.scan(micro_step, zeros,
                                               (tokens, lengths, target, weight, mask))
-      return self._apply(tx, schedule, state, grads, value,
-                         jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1)))
+      return apply(state, grads, value, jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1)))
 
     trainable = jax.eval_shape(lambda p: self.trainable(p, seed), self.abstract_params())
     # Adapters are small: replicated. Everything else keeps its parameter's sharding.
@@ -330,8 +370,13 @@ class Trainer:
                        "targets": self._batch_sharding(0 if targets == "hard" else 1, lead=1)}
     if legal:
       batch_shardings["legal"] = self._batch_sharding(1, lead=1)
-    step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
-                      out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
+    if total_steps is None:
+      values = {k: self.replicated for k in ("lr", "warmup", "decay", "total")}
+      step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings, values),
+                        out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
+    else:
+      step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
+                        out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
     def init_state(params):
       train_params = self.trainable(params, seed)
       return {"step": jnp.zeros((), jnp.int32), "params": train_params,
