@@ -68,6 +68,13 @@ def accuracy_figures(pool: list[dict], out: epath.Path) -> list:
         for p in ws:
           ax.errorbar([p["params"]["strong"]], [p["student_acc"]], yerr=_err(p, "student"),
                       fmt="o", color=color, capsize=3)
+      # Each strong model's zero-shot score (no training), where it has one: the baseline that
+      # tells eliciting a skill from teaching it.
+      zero = {c[0]: (p.get("zero_shot") or {}).get(c[1], {}) for c in ceilings for p in sel
+              if p["strong"] == c[1]}
+      zs = sorted((x, z["acc"]) for x, z in zero.items() if "acc" in z)
+      if zs:
+        ax.plot(*zip(*zs), "x", color="grey", ms=8, mew=2, label="zero-shot (no training)")
       prior = next((p.get("prior") for p in sel if p.get("prior")), None)
       if prior:
         ax.axhline(prior, color="grey", ls=":", label=f"majority class ({prior:.2f})")
