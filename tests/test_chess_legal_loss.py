@@ -140,7 +140,7 @@ def test_tiny_ladder_with_the_legal_loss(chess_config, tmp_path):
                      "spec.json").read_text())
   assert spec["legal_loss"] is True
   off = chess_config("tiny")
-  off.chess.update(label_legal_mask=True, legal_mask=True)
+  off.chess.update(legal_loss=False, label_legal_mask=True, legal_mask=True)
 
   def keys(c):
     return {(s.kind, s.label): s.key for s in experiment.plan(c, str(tmp_path / "plan"))[1]}

@@ -77,7 +77,7 @@ def test_legal_mask_adds_predict_stages_only(tmp_path, chess_config):
   cfg.train.epochs = 1.0
   rt, g, _ = experiment.plan(cfg, str(tmp_path))
   graph.execute(g, rt.store)
-  cfg.chess.legal_mask = True
+  cfg.chess.legal_mask = not cfg.chess.legal_mask  # scoring with or without the mask
   _, g2, _ = experiment.plan(cfg, str(tmp_path))
   todo = {s.kind for s in g2 if not rt.store.done(s.kind, s.key)}
   assert todo == {"predict"}
