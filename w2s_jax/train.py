@@ -60,22 +60,11 @@ def learning_rate(tcfg, model_cfg: ModelConfig, override: float = 0.0) -> float:
 
 
 def make_optimizer(tcfg, lr: float, total_steps: int):
-  """optax optimizer and schedule from the config (defaults: Adam, cosine to 0, no warmup)."""
-  warmup = min(tcfg.warmup_steps, total_steps)
-  decay = max(total_steps - warmup, 1)
-  main = {"cosine": optax.cosine_decay_schedule(lr, decay),
-          "linear": optax.linear_schedule(lr, 0.0, decay),
-          "constant": optax.constant_schedule(lr)}[tcfg.schedule]
-  schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup]) \
-      if warmup else main
-  if tcfg.optimizer == "adam" and tcfg.weight_decay == 0:
-    opt = optax.adam(schedule, b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps)
-  else:
-    opt = optax.adamw(schedule, b1=tcfg.b1, b2=tcfg.b2, eps=tcfg.eps,
-                      weight_decay=tcfg.weight_decay)
-  if tcfg.grad_clip > 0:
-    opt = optax.chain(optax.clip_by_global_norm(tcfg.grad_clip), opt)
-  return opt, schedule
+  """optax optimizer and schedule from the config (defaults: Adam, cosine to 0, no warmup): the
+  schedule baked in, for programs of one rate and length (probes, the dry run, benchmarks)."""
+  values = schedule_values(tcfg, lr, total_steps)
+  schedule = lambda count: learning_rate_at(tcfg.schedule, jnp.asarray(count), values)  # noqa: E731
+  return optax.chain(unit_optimizer(tcfg), optax.scale_by_learning_rate(schedule)), schedule
 
 
 def unit_optimizer(tcfg):
