@@ -53,7 +53,7 @@ class Data:
       self.sets["b_student"] = self.sets["b_strong"]
     # The zero-shot baseline: the test rows with the task's prompt appended (classification), or
     # the pairs themselves scored by likelihood (pairwise).
-    self.buckets = {}
+    self.widths = {}  # split -> its rows' padded width, where that exceeds max_len
     self.answer_ids, self.zero_shot_why = None, ""
     task = tasks.get(cfg.task.name)
     if not self.pairwise and task.zero_shot is None:
@@ -63,7 +63,7 @@ class Data:
       self.answer_ids, self.zero_shot_why = zs_lib.answer_tokens(self.tokenizer, words)
       ds = zs_lib.prompted(self.sets["test"], zs_lib.bare_tokens(self.tokenizer, suffix))
       self.sets["zs_test"] = ds
-      self.buckets["zs_test"] = tuple(cfg.train.buckets) + (ds.tokens.shape[1],)
+      self.widths["zs_test"] = ds.tokens.shape[1]
     for name in cfg.eval_tasks:
       self.sets[f"eval:{name}"] = data_lib.load_eval(name, cfg.task, self.tokenizer,
                                                      cfg.eval_max_len or cfg.max_len)
@@ -77,8 +77,7 @@ class Data:
 def data_for(cfg, rt) -> Data:
   es = cfg.early_stopping
   key = ("classification", cfg.task.to_json(), cfg.tokenizer, cfg.max_len, cfg.eval_max_len,
-         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows,
-         tuple(cfg.train.buckets))
+         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows)
   return rt.memo(key, lambda: Data(cfg))
 
 
@@ -124,7 +123,8 @@ class Builder:
       tr = self.trainer(spec)
       params = models.initial_params(spec.init, tr, seed)
       x = tr.predict(params, self.data.sets[split], self.cfg.train.eval_batch_size,
-                     self.data.buckets.get(split, self.cfg.train.buckets),
+                     tuple(self.cfg.train.buckets) + ((self.data.widths[split],)
+                                                      if split in self.data.widths else ()),
                      what="layers" if all_layers else "features")
       # Every layer's features in half precision: N x L x d per split is the memory they take.
       out = {"layers": x.astype(np.float16)} if all_layers else {"x": x}
