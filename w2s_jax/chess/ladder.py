@@ -85,7 +85,7 @@ class Builder:
   def corpus(self) -> Stage:
     c = self.cfg.chess.corpus
     exclude = self.pz.puzzle_keys
-    spec = {**c.to_dict(),
+    spec = {**{k: v for k, v in c.to_dict().items() if k != "workers"},  # same corpus for any
             "exclude": hashlib.sha256("\n".join(sorted(exclude)).encode()).hexdigest()[:16]}
 
     def run():
@@ -93,7 +93,7 @@ class Builder:
         fens, moves, stats = corpus_lib.self_play(
             c.n_positions, player=c.player, depth=c.depth, seed=c.seed,
             random_plies=tuple(c.random_plies), random_move_prob=c.random_move_prob,
-            max_plies=c.max_plies, exclude=exclude)
+            max_plies=c.max_plies, min_gap=c.min_gap, workers=c.workers, exclude=exclude)
       else:
         fens, moves, stats = corpus_lib.from_pgn(c.source.split(":", 1)[1], c.n_positions,
                                                  exclude)

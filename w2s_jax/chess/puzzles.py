@@ -24,6 +24,7 @@ import numpy as np
 from w2s_jax import fetch
 from w2s_jax.data.tasks import MissingDataFile
 from w2s_jax.errors import ConfigError, DataError
+from w2s_jax.progress import Progress
 
 log = logging.getLogger("w2s_jax")
 
@@ -227,6 +228,7 @@ def lichess_csv(path: str, limit: int = 0) -> list[Position]:
     if header is None or not set(need) <= set(header):
       raise DataError(f"{path}:1: expected a header with {', '.join(need)}, got {header}")
     col = {name: header.index(name) for name in need}
+    progress = Progress(f"puzzles: {path}", limit, "puzzles")
     for row in reader:
       where = f"{path}:{reader.line_num}"
       if not row:
@@ -239,6 +241,7 @@ def lichess_csv(path: str, limit: int = 0) -> list[Position]:
         raise DataError(f"{where}: Rating {row[col['Rating']]!r} is not an integer") from None
       out.append(from_lichess(row[col["PuzzleId"]], row[col["FEN"]],
                               row[col["Moves"]].split(), rating, where))
+      progress.update()
       if limit and len(out) >= limit:
         break
     log.info("%s: %d puzzles read%s (%s)", path, len(out),
