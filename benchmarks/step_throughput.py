@@ -23,13 +23,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import HEADER, throughput_row, time_train_step  # noqa: E402
 
 
-def measure(size, batch, length, dtype, remat, steps, attention="xla"):
+def measure(size, batch, length, dtype, remat, steps, attention="xla", cpu_tuned=True):
+  """(model config, compile + first step s, s per step); `cpu_tuned`: Trainer's."""
   cfg = config_lib.defaults()
   cfg.train.batch_size = batch
   mesh = sharding.make_mesh(1, -1, 1)
   mc = model_config(size, 259)
   tr = train.Trainer(mc, 2, mesh, sharding.DEFAULT_RULES, dtype=dtype, remat=remat,
-                     attention=attention)
+                     attention=attention, cpu_tuned=cpu_tuned)
   tx, schedule = train.make_optimizer(cfg.train, 1e-5, 10_000)
   step_fn, init_fn, shardings = tr.make_train_step(tx, schedule, losses.get("logconf"),
                                                    cfg.loss.logconf.to_dict(), 10_000)

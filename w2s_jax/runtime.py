@@ -130,7 +130,14 @@ def model_identity(spec, model_cfg) -> dict:
   return {"size": spec.size, "init": spec.init, "mode": spec.mode,
           "lora": [spec.lora_rank, spec.lora_alpha, list(spec.lora_targets)]
           if spec.lora_rank else None,
-          **dataclasses.asdict(model_cfg), "checkpoint": models.fingerprint(spec.init)}
+          **{k: v for k, v in dataclasses.asdict(model_cfg).items()
+             if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]},
+          "checkpoint": models.fingerprint(spec.init)}
+
+
+# Architecture fields added after stages were first cached: hashed only when not at their
+# default, so the stages of every model without them keep their keys (and caches).
+_LATER_FIELDS = {"causal": True, "move_head": ""}
 
 
 def learning_rate(tcfg, model_cfg, spec) -> float:

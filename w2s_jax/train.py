@@ -103,17 +103,24 @@ class Trainer:
 
   def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
                dtype: str = "float32", remat: str = "none", attention: str = "xla", lora=None,
-               pairwise: bool = False):
+               pairwise: bool = False, cpu_tuned: bool = True):
     """`lora`: None (full fine-tuning) or (rank, alpha, target weight names). `pairwise`: a
     reward model: rows are pairs of texts, the head gives one scalar per text, and the two
-    "classes" are the Bradley-Terry preference (class 1: the first text preferred)."""
+    "classes" are the Bradley-Terry preference (class 1: the first text preferred).
+    `cpu_tuned`: on a CPU mesh, attention "xla" runs as "masked", the projections as 2-D
+    matmuls and the layers unrolled (False: as on other platforms; for comparisons)."""
     self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
     self.lora, self.pairwise = lora, pairwise
     # num_classes=0: the next-token head; its "classes" are the vocabulary (one-token answers).
     self.classes = num_classes or model_cfg.vocab_size
     heads = 1 if pairwise else num_classes
+    # XLA CPU: our attention (its own backward), 2-D projections and unrolled layers, faster
+    # train steps there (/tmp/speed_notes.md); other platforms keep jax's kernel and the scan.
+    cpu = cpu_tuned and mesh.devices.flat[0].platform == "cpu"
+    kernel = "masked" if cpu and attention == "xla" else attention
     make = lambda seed: Transformer(model_cfg, heads, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
-                                    attention=attention, rngs=nnx.Rngs(seed))
+                                    attention=kernel, scan_layers=not cpu, rows=cpu,
+                                    rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
     shapes = self.abstract_params()

@@ -2,7 +2,7 @@
 
 A codec turns positions into a tokenized Dataset, answers (a supervisor's predictions) into
 training targets, and a model's outputs into moves (UCI, "" when not a legal move):
-  native   rank tokens; one answer token over the 1,880 moves: greedy decoding is one forward pass and an
+  native   rank or square tokens; one answer token over the 1,880 moves: greedy decoding is one forward pass and an
            argmax, optionally over the position's legal moves only (legal_mask).
   fen|pgn  the position as text through the model's tokenizer, the answer as text tokens ending
            in a newline: trained with next-token loss on the answer tokens only; decoded greedily
@@ -18,23 +18,22 @@ from w2s_jax.data.tokenizers import get_tokenizer
 
 
 class NativeCodec:
-  spec = "native"
-  vocab_size = encoding.VOCAB_SIZE
-
-  def __init__(self, max_len: int, buckets):
-    if max_len < encoding.MAX_LEN:
-      raise ValueError(f"config.max_len: the native encoding needs {encoding.MAX_LEN}, got "
-                       f"{max_len}")
-    self.max_len, self.buckets = max_len, buckets
+  def __init__(self, max_len: int, buckets, layout: str = "ranks"):
+    self.length, self.vocab_size, self.ids = encoding.LAYOUTS[layout]
+    if max_len < self.length:
+      raise ValueError(f"config.max_len: the native encoding with chess.layout={layout!r} needs "
+                       f"{self.length}, got {max_len}")
+    self.max_len, self.buckets, self.layout = max_len, buckets, layout
+    self.spec = "native" if layout == "ranks" else f"native:{layout}"  # ranks: the keys before
 
   def dataset(self, positions) -> data_lib.Dataset:
-    tokens = np.zeros((len(positions), self.max_len, encoding.IDS_PER_POSITION), np.int32)
+    tokens = np.zeros((len(positions), self.max_len, self.ids), np.int32)
     labels = np.zeros(len(positions), np.int32)
     for i, p in enumerate(positions):
       board = p.board()
-      tokens[i, :encoding.MAX_LEN] = encoding.board_tokens(board)
+      tokens[i, :self.length] = encoding.board_tokens(board, self.layout)
       labels[i] = encoding.move_token(board, chess.Move.from_uci(p.answer))
-    return data_lib.Dataset(tokens, np.full(len(positions), encoding.MAX_LEN, np.int32), labels)
+    return data_lib.Dataset(tokens, np.full(len(positions), self.length, np.int32), labels)
 
   def training(self, ds, positions, answers=None):
     """(rows, targets) to train on: the ground truth, or a supervisor's answers (hard labels)."""
@@ -42,7 +41,7 @@ class NativeCodec:
 
   def legal(self, positions) -> np.ndarray:
     """Each position's legal moves as bit sets over the vocabulary (a legal-move loss)."""
-    return encoding.legal_bits([p.board() for p in positions])
+    return encoding.legal_bits([p.board() for p in positions], self.vocab_size)
 
   def answers(self, trainer, params, ds, positions, legal_mask: bool, batch_size: int):
     probs = trainer.predict(params, ds, batch_size, self.buckets)
@@ -134,9 +133,10 @@ class TextCodec:
     return np.array(out, dtype=object)
 
 
-def codec(name: str, tokenizer: str, max_len: int, answer_len: int, buckets):
+def codec(name: str, tokenizer: str, max_len: int, answer_len: int, buckets,
+          layout: str = "ranks"):
   if name == "native":
-    return NativeCodec(max_len, buckets)
+    return NativeCodec(max_len, buckets, layout)
   if name in ("fen", "pgn"):
     return TextCodec(name, tokenizer, max_len, answer_len, buckets)
   raise ValueError(f"config.chess.encoding: unknown encoding {name!r} (native | fen | pgn)")

@@ -2,9 +2,9 @@
 
 Native ("native"): the board seen from the side to move (black's positions are mirrored, so the
 model always plays "up the board"): 8 rank tokens, each the sum of the embeddings of its pieces
-(file x own/opponent x type), a castling/en-passant token, then ANSWER: 10 positions; the answer
-is ONE token over the 1,880 UCI moves a side can ever make (1,792 queen and knight moves + 88
-promotions). (Rank tokens, not a token per piece: 4x shorter sequences for the same board.)
+(file x own/opponent x type), or 64 square tokens (`layout="squares"`), then a castling/en-passant
+token and ANSWER; the answer is ONE token over the 1,880 UCI moves a side can ever make (1,792
+queen and knight moves + 88 promotions).
 "First move exact match" is then an argmax, and legal-move masking is a mask over move tokens.
 (Character-level FEN learns nothing in CPU minutes: ../shared/CHESS_NOTES.md.)
 
@@ -12,6 +12,8 @@ Text ("fen", "pgn"): the position through the model's own tokenizer, the answer 
 pretrained language models (the paper's format): "fen" = the FEN and a UCI answer; "pgn" = the
 game's moves in SAN (from a [FEN] header when the game's start is unknown) and a SAN answer.
 """
+import functools
+
 import chess
 import numpy as np
 
@@ -21,7 +23,6 @@ CASTLING_BASE = PIECE_BASE + 8 * 12  # own K, own Q, opponent K, opponent Q
 EP_BASE = CASTLING_BASE + 4  # en-passant file a..h
 ANSWER = EP_BASE + 8  # "the move follows": the model predicts the move at this position
 MOVE_BASE = ANSWER + 1
-IDS_PER_POSITION = 8  # a rank holds at most 8 pieces
 
 
 def _all_moves() -> list[str]:
@@ -42,8 +43,24 @@ def _all_moves() -> list[str]:
 
 MOVES = tuple(_all_moves())
 MOVE_INDEX = {m: i for i, m in enumerate(MOVES)}
-VOCAB_SIZE = MOVE_BASE + len(MOVES)
-MAX_LEN = 8 + 1 + 1  # ranks 1..8 (the mover's side first), castling/en passant, ANSWER
+VOCAB_SIZE = MOVE_BASE + len(MOVES)  # the rank layout's vocabulary
+SQUARE_BASE = VOCAB_SIZE  # the square layout adds one id per square after the moves
+LAYOUTS = {  # board layout -> (positions, vocabulary size, ids per position)
+    # ranks 1..8 (the mover's first), castling/en passant, ANSWER; a rank holds at most 8 pieces
+    "ranks": (8 + 1 + 1, VOCAB_SIZE, 8),
+    # squares a1..h8 (square id, piece id), castling/en passant (at most 5 ids), ANSWER
+    "squares": (64 + 1 + 1, VOCAB_SIZE + 64, 5),
+}
+MAX_LEN = LAYOUTS["ranks"][0]
+
+
+@functools.lru_cache(maxsize=None)
+def move_geometry():
+  """(from, to, promotion) index arrays of the 1,880 move tokens, in the mover's view (promotion
+  0 = none, else python-chess's piece type - 1: knight 1 .. queen 4): the square move head."""
+  ms = [chess.Move.from_uci(m) for m in MOVES]
+  return (np.array([m.from_square for m in ms]), np.array([m.to_square for m in ms]),
+          np.array([(m.promotion or 1) - 1 for m in ms]))
 
 
 def _flip(move: chess.Move) -> chess.Move:
@@ -51,24 +68,34 @@ def _flip(move: chess.Move) -> chess.Move:
                     move.promotion)
 
 
-def board_tokens(board: chess.Board) -> np.ndarray:
-  """The native prompt of `board` from the side to move's view: [MAX_LEN, IDS_PER_POSITION]
-  ids, 0-padded; a position's embedding is the sum of its ids' embeddings. A rank token is then
-  exactly a linear embedding of its 8 squares' piece states (an empty square adds nothing)."""
+def board_tokens(board: chess.Board, layout: str = "ranks") -> np.ndarray:
+  """The native prompt of `board` from the side to move's view: [positions, ids per position]
+  ids, 0-padded; a position's embedding is the sum of its ids' embeddings.
+    ranks    a rank token is exactly a linear embedding of its 8 squares' piece states (an
+             empty square adds nothing): 10 positions, cheap, but every square of a rank is
+             mixed into one vector before any attention.
+    squares  a token per square (the square's id + its piece's id): 66 positions, ~6x the
+             compute, and each square has its own vector, so attention can relate a piece to
+             the squares it attacks (what tactics are made of)."""
   b = board if board.turn == chess.WHITE else board.mirror()
-  out = np.zeros((MAX_LEN, IDS_PER_POSITION), np.int32)
-  fill = np.zeros(MAX_LEN, np.int32)
+  n, _, ids = LAYOUTS[layout]
+  out = np.zeros((n, ids), np.int32)
+  fill = np.zeros(n, np.int32)
+  if layout == "squares":
+    out[:64, 0] = SQUARE_BASE + np.arange(64)
+    fill[:64] = 1
   for sq, p in b.piece_map().items():
     rank, file = chess.square_rank(sq), chess.square_file(sq)
-    out[rank, fill[rank]] = PIECE_BASE + file * 12 + (p.color != chess.WHITE) * 6 + p.piece_type - 1
-    fill[rank] += 1
+    row = sq if layout == "squares" else rank
+    out[row, fill[row]] = PIECE_BASE + file * 12 + (p.color != chess.WHITE) * 6 + p.piece_type - 1
+    fill[row] += 1
   rights = (b.has_kingside_castling_rights(chess.WHITE), b.has_queenside_castling_rights(chess.WHITE),
             b.has_kingside_castling_rights(chess.BLACK), b.has_queenside_castling_rights(chess.BLACK))
   meta = [CASTLING_BASE + i for i, r in enumerate(rights) if r]
   if b.has_legal_en_passant():
     meta.append(EP_BASE + chess.square_file(b.ep_square))
-  out[8, :len(meta)] = meta
-  out[9, 0] = ANSWER
+  out[n - 2, :len(meta)] = meta
+  out[n - 1, 0] = ANSWER
   return out
 
 
@@ -79,7 +106,7 @@ def move_token(board: chess.Board, move: chess.Move) -> int:
 
 def token_move(board: chess.Board, token: int):
   """The move a token means in `board` (None for a token that is not a move)."""
-  if not MOVE_BASE <= token < VOCAB_SIZE:
+  if not MOVE_BASE <= token < MOVE_BASE + len(MOVES):
     return None
   m = chess.Move.from_uci(MOVES[token - MOVE_BASE])
   return m if board.turn == chess.WHITE else _flip(m)
@@ -89,10 +116,10 @@ def legal_tokens(board: chess.Board) -> list[int]:
   return [move_token(board, m) for m in board.legal_moves]
 
 
-def legal_bits(boards) -> np.ndarray:
-  """[N, ceil(VOCAB_SIZE / 8)] uint8: each board's legal move tokens as a little-endian bit set
+def legal_bits(boards, vocab_size: int = VOCAB_SIZE) -> np.ndarray:
+  """[N, ceil(vocab_size / 8)] uint8: each board's legal move tokens as a little-endian bit set
   (np.packbits), what a legal-move loss reads (249 bytes a position)."""
-  out = np.zeros((len(boards), (VOCAB_SIZE + 7) // 8), np.uint8)
+  out = np.zeros((len(boards), (vocab_size + 7) // 8), np.uint8)
   for i, board in enumerate(boards):
     t = np.array(legal_tokens(board), np.int64)
     np.bitwise_or.at(out[i], t >> 3, (1 << (t & 7)).astype(np.uint8))

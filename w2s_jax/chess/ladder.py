@@ -17,6 +17,7 @@ With chess.legal_loss (native encoding) pretraining and every fine-tune take a s
 position's legal moves only, so capacity goes to move quality rather than legality; a label that
 is not a legal move then trains nothing (pair it with label_legal_mask).
 """
+import dataclasses
 import hashlib
 import logging
 
@@ -52,7 +53,7 @@ class Puzzles:
       extra = [p for p in everything if puzzles.board_key(p.board()) not in used]
       self.positions[name] = extra[:ch.n_eval] if ch.n_eval else extra
     self.codec = decode.codec(ch.encoding, cfg.tokenizer, cfg.max_len, ch.answer_len,
-                              tuple(cfg.train.buckets))
+                              tuple(cfg.train.buckets), ch.layout)
     self.data = {name: self.codec.dataset(ps) for name, ps in self.positions.items()}
     self.keys = {name: ds.key() for name, ds in self.data.items()}
     self.answers = {name: np.array([p.answer for p in ps]) for name, ps in self.positions.items()}
@@ -76,7 +77,10 @@ class Builder:
                            attention=self.cfg.train.attention, remat=rung.remat)
 
   def model_cfg(self, rung):
-    return self.rt.model_cfg(rung, self.codec.vocab_size)
+    mc = self.rt.model_cfg(rung, self.codec.vocab_size)
+    if self.cfg.chess.move_head == "squares":  # a board encoder scoring moves square to square
+      mc = dataclasses.replace(mc, causal=False, move_head="squares")
+    return mc
 
   def identity(self, rung) -> dict:
     return {**rt_lib.model_identity(rung, self.model_cfg(rung)), "encoding": self.codec.spec}

@@ -47,6 +47,11 @@ class ModelConfig:
   attn_softcap: float = 0.0  # > 0: attention scores -> cap * tanh(scores / cap) (Gemma 2)
   final_softcap: float = 0.0  # > 0: the same on the language-model logits (Gemma 2)
   query_pre_attn_scalar: float = 0.0  # > 0: scores scaled by its -1/2 power, not head_dim's
+  # A board encoder (chess, native encoding): every position attends to every position, and
+  # "squares" scores each move from its from- and to-square's final states (bilinear, as
+  # Leela's attention policy) instead of one token read at the last position.
+  causal: bool = True
+  move_head: str = ""  # "" | "squares" (the first 64 positions are the board's squares)
 
   @property
   def kv_heads(self) -> int:

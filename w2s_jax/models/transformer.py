@@ -7,6 +7,7 @@ frequencies, a sliding window or none) is scanned alongside them as per-layer ar
 (`layer_arrays`). Sequences are right-padded: causal attention keeps pad tokens out of every real
 position, and heads read the hidden state at `lengths - 1`.
 """
+import functools
 import math
 
 import jax
@@ -79,6 +80,69 @@ def band_mask(q_pos, k_pos, window):
   return mask & ((window == 0) | (k_pos > q_pos - window))
 
 
+def _heads_major(x, kv: int):
+  """[B, L, H, D] queries (or their gradient) -> [B, K, G, L, D] for K key heads (G = H / K
+  query heads each), or [B, H, L, D] when G = 1 (a size-1 axis there made XLA CPU copy the
+  scores through a transposing layout); and the einsum letters of its leading axes."""
+  b, length, h, d = x.shape
+  if h == kv:
+    return jnp.swapaxes(x, 1, 2), "bk"
+  return x.reshape(b, length, kv, h // kv, d).transpose(0, 2, 3, 1, 4), "bkg"
+
+
+def _ungrouped(t, shape):
+  """_heads_major's layout back to [B, L, H, D]."""
+  if t.ndim == 4:
+    return jnp.swapaxes(t, 1, 2)
+  return t.transpose(0, 3, 1, 2, 4).reshape(shape)
+
+
+def _masked_attention_fwd(q, k, v, mask, scale):
+  # Heads-major, so that every einsum is a plain batched matmul over (B, K) that reads its
+  # large [L, T] operand in the layout it is stored in.
+  (qt, g), kt, vt = _heads_major(q, k.shape[2]), jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
+  s = jnp.einsum(f"{g}ld,bktd->{g}lt", qt, kt, preferred_element_type=jnp.float32) * scale
+  s = jnp.where(mask, s, jnp.finfo(jnp.float32).min)
+  p = jax.nn.softmax(s, axis=-1)
+  o = jnp.einsum(f"{g}lt,bktd->{g}ld", p.astype(v.dtype), vt)
+  return _ungrouped(o, q.shape), (qt, kt, vt, p, o, mask)  # P in fp32, as jax's backward has it
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def masked_attention(q, k, v, mask, scale):
+  """softmax(q k^T * scale, masked) v, as jax.nn.dot_product_attention(implementation="xla")
+  computes it (fp32 scores and softmax; q [B, L, H, D], k/v [B, T, K, D], mask [L, T] bool,
+  every row with a True), with a hand-written backward pass. Why: on XLA CPU the library
+  kernel's autodiff (vmapped over query groups, softmax differentiated as exp / sum) ran the
+  backward over the [B, H, L, T] scores in ~9 transposing elementwise passes, and its
+  fwd+bwd took 1.6-2.1x PyTorch's SDPA (one thread); here the backward is FlashAttention's
+  dS = P * (dP - rowsum(dO * O)) and each matmul reads its [L, T] operand as stored, the
+  transposes falling on the small [L, D] tensors (measured: /tmp/speed_notes.md)."""
+  return _masked_attention_fwd(q, k, v, mask, scale)[0]
+
+
+def _masked_attention_bwd(scale, res, g_out):
+  qt, kt, vt, p, o, mask = res
+  gt, g = _heads_major(g_out, kt.shape[1])  # like o
+  f32 = jnp.float32
+  # Matmuls accumulate and the scale applies in fp32; results round to the input dtype once.
+  dvt = jnp.einsum(f"{g}ld,{g}lt->bkdt", gt, p.astype(gt.dtype), preferred_element_type=f32)
+  dp = jnp.einsum(f"{g}ld,bktd->{g}lt", gt, vt, preferred_element_type=f32)
+  if gt.dtype == f32:  # rowsum(dP * P) = rowsum(dO * O): the [L, D] side is cheaper
+    delta = jnp.sum(gt * o, -1, keepdims=True)
+  else:  # O is rounded: the exact rowsum over the fp32 P
+    delta = jnp.sum(dp * p, -1, keepdims=True)
+  ds = p * (dp - delta)  # fp32 (bf16 inputs too); masked positions: p = 0, so ds = 0
+  dq = jnp.einsum(f"{g}lt,bktd->{g}ld", ds, kt.astype(f32)) * scale
+  dkt = jnp.einsum(f"{g}ld,{g}lt->bkdt", qt.astype(f32), ds) * scale
+  back = lambda t: t.transpose(0, 3, 1, 2).astype(kt.dtype)  # noqa: E731  [B,K,D,T] -> [B,T,K,D]
+  return _ungrouped(dq, g_out.shape).astype(qt.dtype), back(dkt), back(dvt), None
+
+
+masked_attention.defvjp(lambda q, k, v, mask, scale: _masked_attention_fwd(q, k, v, mask, scale),
+                        _masked_attention_bwd)
+
+
 def softcapped_attention(q, k, v, mask, scale, cap):
   """Gemma 2's attention: scores -> cap * tanh(scores / cap) before the mask and softmax.
   q [B, L, H, D], k/v [B, T, K, D] (H a multiple of K), mask broadcastable to [B, 1, L, T]."""
@@ -92,12 +156,27 @@ def softcapped_attention(q, k, v, mask, scale, cap):
   return jnp.einsum("bkglt,btkd->blkgd", p, v).reshape(b, length, h, d)
 
 
+def project(y, w, n_in: int, rows: bool = False):
+  """y [B, L, *in] times w [*in, *out] (its first n_in axes contracted) -> [B, L, *out].
+  `rows`: as one 2-D [B * L, in] x [in, out] matmul. Why: XLA CPU then lays out the weight
+  gradient's matmul without transposing activations; differentiating the 3-D form, it copied
+  dH ([B * L, d_ff]) through a transposing fusion and ran dW as a transposed-operand Eigen dot
+  (alone, a GELU MLP's fwd+bwd ran 2.6x and a SwiGLU one's 1.2x faster as rows; whole train
+  steps 1-9%: /tmp/speed_notes.md)."""
+  if not rows:
+    return jnp.tensordot(y, w, n_in)
+  lead, k = y.shape[:y.ndim - n_in], math.prod(w.shape[:n_in])
+  return (y.reshape(-1, k) @ w.reshape(k, -1)).reshape(*lead, *w.shape[n_in:])
+
+
 class Block(nnx.Module):
-  def __init__(self, cfg: ModelConfig, *, attention: str = "xla", rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, attention: str = "xla", rows: bool = False,
+               rngs: nnx.Rngs):
+    """`attention`: see Transformer; `rows`: its projections as 2-D matmuls (`project`)."""
     d, h, k, hd, f = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.dim_head, cfg.d_ff
     w = nnx.initializers.normal(0.02)
-    self.cfg, self.attention = cfg, attention
-    if cfg.attn_softcap and attention != "xla":
+    self.cfg, self.attention, self.rows = cfg, attention, rows
+    if cfg.attn_softcap and attention == "cudnn":
       raise ValueError(f"attention {attention!r}: soft-capped attention (Gemma 2) runs on XLA only")
     self.norm1, self.norm2 = Norm(cfg), Norm(cfg)
     if cfg.post_norms:  # Gemma: the attention and MLP outputs are normed before the residual
@@ -125,9 +204,7 @@ class Block(nnx.Module):
     cfg, dt = self.cfg, x.dtype
     p = lambda v: v[...].astype(dt)  # noqa: E731  (compute dtype; params stay fp32)
     y = self.norm1(x)
-    q = jnp.einsum("bld,dhk->blhk", y, p(self.wq))
-    k = jnp.einsum("bld,dhk->blhk", y, p(self.wk))
-    v = jnp.einsum("bld,dhk->blhk", y, p(self.wv))
+    q, k, v = (project(y, p(w), 1, self.rows) for w in (self.wq, self.wk, self.wv))
     if cfg.qkv_bias:
       q, k, v = q + p(self.bq), k + p(self.bk), v + p(self.bv)
     if cfg.qk_norm:
@@ -163,7 +240,17 @@ class Block(nnx.Module):
     layer's slice of `layer_arrays`."""
     q, k, v = self._qkv(x, positions, layer)
     w, cfg = self._window(layer), self.cfg
-    if isinstance(w, int) and not cfg.attn_softcap:
+    if not cfg.causal and self.attention == "masked":  # a board encoder: no mask (never padded)
+      everything = jnp.ones((x.shape[1], x.shape[1]), bool)
+      attn = masked_attention(q, k, v, everything, self._scale() or q.shape[-1] ** -0.5)
+    elif not cfg.causal:
+      attn = jax.nn.dot_product_attention(q, k, v, scale=self._scale(),
+                                          implementation=self.attention)
+    elif self.attention == "masked" and not cfg.attn_softcap:
+      i = jnp.arange(x.shape[1])
+      attn = masked_attention(q, k, v, band_mask(i[:, None], i[None, :], w),
+                              self._scale() or q.shape[-1] ** -0.5)
+    elif isinstance(w, int) and not cfg.attn_softcap:
       # One window for every layer (GPT-2, Llama, Qwen, Mistral): the kernel builds the band.
       attn = jax.nn.dot_product_attention(q, k, v, is_causal=True, scale=self._scale(),
                                           implementation=self.attention,
@@ -171,7 +258,7 @@ class Block(nnx.Module):
     else:
       i = jnp.arange(x.shape[1])
       attn = self._attend(q, k, v, band_mask(i[:, None], i[None, :], w)[None, None],
-                          self.attention)
+                          "xla" if self.attention == "masked" else self.attention)
     return self._finish(x, attn), (k, v)
 
   def decode(self, x, positions, cache, layer):
@@ -188,23 +275,24 @@ class Block(nnx.Module):
   def _finish(self, x, attn):
     cfg, dt = self.cfg, x.dtype
     p = lambda v: v[...].astype(dt)  # noqa: E731
-    out = jnp.einsum("blhk,hkd->bld", attn, p(self.wo))
+    mm = lambda y, w, n_in=1: project(y, p(w), n_in, self.rows)  # noqa: E731
+    out = mm(attn, self.wo, 2)
     if cfg.out_bias:
       out = out + p(self.bo)
     if cfg.post_norms:
       out = self.norm_attn_out(out)
     x = x + out
     y = self.norm2(x)
-    hidden = y @ p(self.w_in)
+    hidden = mm(y, self.w_in)
     if cfg.out_bias:
       hidden = hidden + p(self.b_in)
     if cfg.mlp == "swiglu":
-      hidden = jax.nn.silu(y @ p(self.w_gate)) * hidden
+      hidden = jax.nn.silu(mm(y, self.w_gate)) * hidden
     elif cfg.mlp == "geglu":  # Gemma's gelu_pytorch_tanh on the gate
-      hidden = jax.nn.gelu(y @ p(self.w_gate), approximate=True) * hidden
+      hidden = jax.nn.gelu(mm(y, self.w_gate), approximate=True) * hidden
     else:
       hidden = jax.nn.gelu(hidden, approximate=True)  # GPT-2's gelu_new
-    out = hidden @ p(self.w_out)
+    out = mm(hidden, self.w_out)
     if cfg.out_bias:
       out = out + p(self.b_out)
     if cfg.post_norms:
@@ -216,10 +304,15 @@ class Transformer(nnx.Module):
   """Decoder-only transformer with a classification head and a language-modelling head."""
 
   def __init__(self, cfg: ModelConfig, num_classes: int = 2, *, dtype=jnp.float32,
-               remat: str = "none", attention: str = "xla", rngs: nnx.Rngs):
-    """`attention`: the kernel of whole-sequence attention, "xla" (any backend) or "cudnn"
-    (cuDNN flash attention: NVIDIA GPUs, bfloat16). Decoding against the KV cache uses XLA."""
-    self.cfg, self.dtype, self.remat = cfg, dtype, remat
+               remat: str = "none", attention: str = "xla", scan_layers: bool = True,
+               rows: bool = False, rngs: nnx.Rngs):
+    """`attention`: the kernel of whole-sequence attention, "xla" (jax's XLA kernel, any
+    backend), "masked" (`masked_attention`: XLA with a hand-written backward, faster on XLA
+    CPU) or "cudnn" (cuDNN flash attention: NVIDIA GPUs, bfloat16). Decoding against the KV
+    cache uses XLA. `scan_layers`: run the stacked layers with nnx.scan (compile time flat in
+    depth) or unrolled (see `_over_layers`). `rows`: the blocks' projections as 2-D matmuls
+    (`project`). The parameters are the same either way."""
+    self.cfg, self.dtype, self.remat, self.scan_layers = cfg, dtype, remat, scan_layers
     self.embed = _param(rngs, nnx.initializers.normal(0.02), (cfg.vocab_size, cfg.d_model),
                         ("vocab", "embed"))
     if cfg.pos_emb == "learned":
@@ -229,7 +322,7 @@ class Transformer(nnx.Module):
     @nnx.split_rngs(splits=cfg.n_layers)
     @nnx.vmap(in_axes=(0,), out_axes=0)
     def make_blocks(rngs):
-      return Block(cfg, attention=attention, rngs=rngs)
+      return Block(cfg, attention=attention, rows=rows, rngs=rngs)
 
     self.blocks = make_blocks(rngs)
     for _, var in nnx.iter_graph(self.blocks):
@@ -244,6 +337,31 @@ class Transformer(nnx.Module):
     self.num_classes = num_classes
     if num_classes:
       self.cls_head = _zeros((cfg.d_model, num_classes), ("embed", "classes"))
+    if cfg.move_head == "squares":
+      self.move_from = _param(rngs, nnx.initializers.normal(cfg.d_model ** -0.5),
+                              (cfg.d_model, cfg.d_model), ("embed", "mlp"))
+      self.move_to = _param(rngs, nnx.initializers.normal(cfg.d_model ** -0.5),
+                            (cfg.d_model, cfg.d_model), ("embed", "mlp"))
+      self.promotion_bias = _zeros((5,), ("classes",))  # none, knight, bishop, rook, queen
+
+  def _over_layers(self, body, x, *per_layer):
+    """`body(x, block, layer, *slices) -> (x, y)` through every layer (`layer`: its slice of
+    `layer_arrays`; `per_layer`: more arrays with a leading layers axis, e.g. a KV cache):
+    the last x and the ys stacked on a leading layers axis. Scanned, or (scan_layers=False) a
+    Python loop over slices of the stacked blocks: on XLA CPU the scan's backward zeroes,
+    writes and reads stacked residual buffers ([layers, B, H, L, T] scores among them) in
+    ~20% of a train step's time (see /tmp/speed_notes.md), which straight-line code avoids."""
+    layers = layer_arrays(self.cfg)
+    if self.scan_layers:
+      return nnx.scan(body, in_axes=(nnx.Carry, 0, 0) + (0,) * len(per_layer),
+                      out_axes=(nnx.Carry, 0))(x, self.blocks, layers, *per_layer)
+    graphdef, state = nnx.split(self.blocks)
+    ys = []
+    for i in range(self.cfg.n_layers):
+      at = lambda tree: jax.tree.map(lambda t: t[i], tree)  # noqa: E731
+      x, y = body(x, nnx.merge(graphdef, at(state)), at(layers), *at(per_layer))
+      ys.append(y)
+    return x, jax.tree.map(lambda *t: jnp.stack(t), *ys)
 
   def _embed(self, tokens, positions):
     """tokens [B, L] ids, or [B, L, K]: a position embedded as the sum of its K ids' embeddings
@@ -263,9 +381,8 @@ class Transformer(nnx.Module):
     any query can see them)."""
     b, length = tokens.shape[:2]
     positions = jnp.broadcast_to(jnp.arange(length)[None], (b, length))
-    x, (k, v) = nnx.scan(lambda x, block, layer: block.prefill(x, positions, layer),
-                         in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))(
-                             self._embed(tokens, positions), self.blocks, layer_arrays(self.cfg))
+    x, (k, v) = self._over_layers(lambda x, block, layer: block.prefill(x, positions, layer),
+                                  self._embed(tokens, positions))
     pad = ((0, 0), (0, 0), (0, cache_len - length), (0, 0), (0, 0))
     h = self.final_norm(x)[jnp.arange(b), lengths - 1]
     return self.lm_logits(h), (jnp.pad(k, pad), jnp.pad(v, pad))
@@ -273,10 +390,8 @@ class Transformer(nnx.Module):
   def decode_step(self, token, position, cache):
     """Next-token logits [B, V] after `token` [B] at `position` [B]; the updated cache."""
     pos = position[:, None]
-    x, cache = nnx.scan(lambda x, block, kv, layer: block.decode(x, pos, kv, layer),
-                        in_axes=(nnx.Carry, 0, 0, 0), out_axes=(nnx.Carry, 0))(
-                            self._embed(token[:, None], pos), self.blocks, cache,
-                            layer_arrays(self.cfg))
+    x, cache = self._over_layers(lambda x, block, layer, kv: block.decode(x, pos, kv, layer),
+                                 self._embed(token[:, None], pos), cache)
     return self.lm_logits(self.final_norm(x)[:, 0]), cache
 
   def hidden(self, tokens, act_sharding=None):
@@ -288,13 +403,12 @@ class Transformer(nnx.Module):
         else (lambda y: y)
 
     def body(x, block, layer):
-      return constrain(block(x, positions, layer))
+      return constrain(block(x, positions, layer)), None
 
     policy = REMAT_POLICIES[self.remat]
     if self.remat != "none":
       body = nnx.remat(body, policy=policy)
-    x = nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry)(
-        constrain(x), self.blocks, layer_arrays(self.cfg))
+    x, _ = self._over_layers(body, constrain(x))
     return self.final_norm(x)
 
   def features_by_layer(self, tokens, lengths, act_sharding=None):
@@ -310,8 +424,7 @@ class Transformer(nnx.Module):
       x = constrain(block(x, positions, layer))
       return x, x[jnp.arange(b), lengths - 1]
 
-    _, last = nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))(
-        constrain(self._embed(tokens, positions)), self.blocks, layer_arrays(self.cfg))
+    _, last = self._over_layers(body, constrain(self._embed(tokens, positions)))
     return self.final_norm(jnp.swapaxes(last, 0, 1)).astype(jnp.float32)
 
   def features(self, tokens, lengths, act_sharding=None):
@@ -326,8 +439,24 @@ class Transformer(nnx.Module):
 
   def __call__(self, tokens, lengths, act_sharding=None):
     """Class logits [B, C] (fp32), read at the last real token given explicit lengths; with
-    num_classes=0, the next token's logits [B, V] there (a one-token answer)."""
+    num_classes=0, the next token's logits [B, V] there (a one-token answer), or with
+    move_head="squares" the moves' from x to scores over that vocabulary."""
+    if self.cfg.move_head == "squares":
+      return self.square_move_logits(self.hidden(tokens, act_sharding))
     return self.classify(self.features(tokens, lengths, act_sharding))
+
+  def square_move_logits(self, hidden):
+    """[B, V] fp32: a move token's logit is from_state . W_from W_to^T . to_state / sqrt(d) +
+    a promotion bias; the ids that are not moves get -1e9 (never chosen, no gradient)."""
+    from w2s_jax.chess import encoding  # noqa: PLC0415  (the move vocabulary's geometry)
+    sq = hidden[:, :64].astype(jnp.float32)
+    a = sq @ self.move_from[...].astype(jnp.float32)
+    b = sq @ self.move_to[...].astype(jnp.float32)
+    pair = jnp.einsum("bfe,bte->bft", a, b).reshape(sq.shape[0], 64 * 64) / self.cfg.d_model ** 0.5
+    frm, to, promo = encoding.move_geometry()
+    moves = pair[:, frm * 64 + to] + self.promotion_bias[...].astype(jnp.float32)[promo]
+    out = jnp.full((sq.shape[0], self.cfg.vocab_size), -1e9, jnp.float32)
+    return jax.lax.dynamic_update_slice_in_dim(out, moves, encoding.MOVE_BASE, axis=1)
 
   def lm_logits(self, hidden):
     """Next-token logits [B, L, V] (fp32) from `hidden` (soft-capped for Gemma 2)."""
