@@ -86,6 +86,8 @@ def test_legal_mask_adds_predict_stages_only(tmp_path, chess_config):
 def test_chess_learning_rate_follows_the_reference_rule(tmp_path, chess_config):
   cfg = chess_config("tiny")
   cfg.chess.update(n_test=32, n_weak_train=64, n_transfer=64)
+  cfg.ladder = config_lib.ladder(*(config_lib.rung_spec(s, pretrain_steps=n) for s, n in
+                                   (("tiny-1", 10), ("tiny-2", 20), ("tiny-2", 40))))
   from w2s_jax.chess import encoding  # noqa: PLC0415
   from w2s_jax.models import model_config, param_count  # noqa: PLC0415
   small, large = (param_count(model_config(s, encoding.VOCAB_SIZE)) for s in ("tiny-1", "tiny-2"))
