@@ -115,7 +115,8 @@ class Trainer:
     self.classes = num_classes or model_cfg.vocab_size
     heads = 1 if pairwise else num_classes
     # XLA CPU: our attention (its own backward), 2-D projections and unrolled layers, faster
-    # train steps there (/tmp/speed_notes.md); other platforms keep jax's kernel and the scan.
+    # train steps there (BUILD_NOTES.md, "Speed bookkeeping"); other platforms keep jax's
+    # kernel and the scan.
     cpu = cpu_tuned and mesh.devices.flat[0].platform == "cpu"
     kernel = "masked" if cpu and attention == "xla" else attention
     make = lambda seed: Transformer(model_cfg, heads, dtype=DTYPES[dtype], remat=remat,  # noqa: E731

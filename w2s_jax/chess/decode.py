@@ -2,8 +2,9 @@
 
 A codec turns positions into a tokenized Dataset, answers (a supervisor's predictions) into
 training targets, and a model's outputs into moves (UCI, "" when not a legal move):
-  native   rank or square tokens; one answer token over the 1,880 moves: greedy decoding is one forward pass and an
-           argmax, optionally over the position's legal moves only (legal_mask).
+  native   rank or square tokens; one answer token over the 1,880 moves: greedy decoding is one
+           forward pass and an argmax, optionally over the position's legal moves only
+           (legal_mask).
   fen|pgn  the position as text through the model's tokenizer, the answer as text tokens ending
            in a newline: trained with next-token loss on the answer tokens only; decoded greedily
            with a KV cache (w2s_jax.models.generate).

@@ -117,7 +117,7 @@ def masked_attention(q, k, v, mask, scale):
   backward over the [B, H, L, T] scores in ~9 transposing elementwise passes, and its
   fwd+bwd took 1.6-2.1x PyTorch's SDPA (one thread); here the backward is FlashAttention's
   dS = P * (dP - rowsum(dO * O)) and each matmul reads its [L, T] operand as stored, the
-  transposes falling on the small [L, D] tensors (measured: /tmp/speed_notes.md)."""
+  transposes falling on the small [L, D] tensors (measured: BUILD_NOTES.md, "Speed bookkeeping")."""
   return _masked_attention_fwd(q, k, v, mask, scale)[0]
 
 
@@ -162,7 +162,7 @@ def project(y, w, n_in: int, rows: bool = False):
   gradient's matmul without transposing activations; differentiating the 3-D form, it copied
   dH ([B * L, d_ff]) through a transposing fusion and ran dW as a transposed-operand Eigen dot
   (alone, a GELU MLP's fwd+bwd ran 2.6x and a SwiGLU one's 1.2x faster as rows; whole train
-  steps 1-9%: /tmp/speed_notes.md)."""
+  steps 1-9%: BUILD_NOTES.md)."""
   if not rows:
     return jnp.tensordot(y, w, n_in)
   lead, k = y.shape[:y.ndim - n_in], math.prod(w.shape[:n_in])
@@ -350,7 +350,8 @@ class Transformer(nnx.Module):
     the last x and the ys stacked on a leading layers axis. Scanned, or (scan_layers=False) a
     Python loop over slices of the stacked blocks: on XLA CPU the scan's backward zeroes,
     writes and reads stacked residual buffers ([layers, B, H, L, T] scores among them) in
-    ~20% of a train step's time (see /tmp/speed_notes.md), which straight-line code avoids."""
+    ~20% of a train step's time, which straight-line code avoids (BUILD_NOTES.md, "Speed
+    bookkeeping")."""
     layers = layer_arrays(self.cfg)
     if self.scan_layers:
       return nnx.scan(body, in_axes=(nnx.Carry, 0, 0) + (0,) * len(per_layer),
