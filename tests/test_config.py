@@ -162,6 +162,7 @@ def test_seeds_are_a_tuple_of_distinct_non_negative_ints(seeds, message, nlp_con
     ("chess.pretrain.warmup_steps", -1, "'chess.pretrain.warmup_steps': must be >= 0"),
     ("chess.pretrain.seed", -1, "'chess.pretrain.seed': must be >= 0"),
     ("chess.n_transfer", 0, "'chess.n_transfer': must be > 0"),
+    ("early_stopping.enabled", True, "'early_stopping.enabled': the chess ladder has no early"),
 ])
 def test_chess_knobs_out_of_range_name_the_key(key, value, message, chess_config):
   cfg = chess_config("tiny")

@@ -435,6 +435,10 @@ CHESS_RANGES = {
 def _check_chess(cfg) -> None:
   ch = cfg.chess
   _check_ranges(cfg, CHESS_RANGES)
+  # The ladder's students train on every transfer puzzle; ignoring the key would change what a
+  # run means without saying so.
+  _require(not cfg.early_stopping.enabled, "early_stopping.enabled",
+           "the chess ladder has no early stopping (its students train on the whole schedule)")
   _require(ch.corpus.random_move_prob <= 1, "chess.corpus.random_move_prob", "must be in [0, 1]")
   plies = tuple(ch.corpus.random_plies)
   _require(len(plies) == 2 and all(type(p) is int for p in plies) and 0 <= plies[0] <= plies[1],

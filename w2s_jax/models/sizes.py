@@ -97,6 +97,7 @@ GEMMA3 = dict(GEMMA, qk_norm=True, rope_theta=1e6, rope_local_theta=1e4, sliding
 
 SIZES = {
     # Tiny from-scratch sizes for CPU development and CI (vocab from the tokenizer).
+    "tiny-0": dict(GPT2, vocab_size=0, d_model=16, n_layers=1, n_heads=1, d_ff=32, max_len=512),
     "tiny-1": dict(GPT2, vocab_size=0, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=512),
     "tiny-2": dict(GPT2, vocab_size=0, d_model=64, n_layers=2, n_heads=4, d_ff=128, max_len=512),
     "tiny-3": dict(GPT2, vocab_size=0, d_model=128, n_layers=3, n_heads=4, d_ff=256, max_len=512),
