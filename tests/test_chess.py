@@ -512,6 +512,11 @@ def test_tiny_ladder_end_to_end(tmp_path):
   assert by[(3, "naive")]["stage_keys"]["student"] != by[(3, "bootstrap")]["stage_keys"]["student"]
   assert "PGR naive" in out.stdout and "zero-shot M3" in out.stdout
   assert by[(3, "naive")]["chance"] > 0.03 and "random legal move" in out.stdout
+  naive3 = [r["student_acc"] for r in runs if (r["rung"], r["method"]) == (3, "naive")]
+  strong3 = by[(3, "naive")]["strong"]
+  over = naive3[0] - by[(3, "naive")]["zero_shot"][strong3]["masked"]
+  assert "students over their zero-shot (masked" in out.stdout
+  assert f"{strong3} xent: naive {over:+.3f}" in out.stdout
   again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert again.returncode == 0 and "step 1/" not in again.stderr
 

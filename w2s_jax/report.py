@@ -269,7 +269,27 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
     lines.append(f"random legal move: {chance:.3f}")
   if any(not p["pgr_valid"] for p in pool):
     lines.append("* ceiling <= weak: PGR is undefined there")
-  return "\n".join(lines + zero_shot_lines(runs))
+  return "\n".join(lines + zero_shot_lines(runs) + over_zero_shot_lines(by, runs))
+
+
+def over_zero_shot_lines(by: dict, runs: list[dict]) -> list[str]:
+  """Each student against its own rung's zero-shot skill (scored as the students are: among
+  legal moves when they are): a PGR above 0 with a student at or below that line recovers
+  pretrained skill that survived the weak labels, not skill the labels taught."""
+  r = next((r for r in runs if r.get("zero_shot") and r.get("setting") == "chess"), None)
+  if r is None:
+    return []
+  key = "masked" if r.get("legal_mask") else "unmasked"
+  lines = []
+  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
+    zs = r["zero_shot"].get(strong, {}).get(key)
+    if zs is None:
+      continue
+    cells = ", ".join(f"{name} {_f(p['student_acc'] - zs, '+.3f')}"
+                      for name, p in (("naive", m.get("naive")), ("boot", m.get("bootstrap")))
+                      if p is not None)
+    lines.append(f"students over their zero-shot ({key} {zs:.3f}) {strong} {loss}: {cells}")
+  return lines
 
 
 def tables(results: dict) -> str:
