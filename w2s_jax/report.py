@@ -276,13 +276,12 @@ def over_zero_shot_lines(by: dict, runs: list[dict]) -> list[str]:
   """Each student against its own rung's zero-shot skill (scored as the students are: among
   legal moves when they are): a PGR above 0 with a student at or below that line recovers
   pretrained skill that survived the weak labels, not skill the labels taught."""
-  r = next((r for r in runs if r.get("zero_shot") and r.get("setting") == "chess"), None)
-  if r is None:
-    return []
-  key = "masked" if r.get("legal_mask") else "unmasked"
+  masked = {r["pool"]: bool(r.get("legal_mask")) for r in runs if "pool" in r}
   lines = []
   for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
-    zs = r["zero_shot"].get(strong, {}).get(key)
+    ref = m.get("naive") or m.get("bootstrap")
+    key = "masked" if masked.get(ref["pool"]) else "unmasked"
+    zs = (ref.get("zero_shot") or {}).get(strong, {}).get(key)
     if zs is None:
       continue
     cells = ", ".join(f"{name} {_f(p['student_acc'] - zs, '+.3f')}"
