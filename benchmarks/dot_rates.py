@@ -11,14 +11,15 @@ fp32, best of `repeats`; "x torch" is XLA's rate over torch's (above 1: XLA fast
 process (`taskset -c 0`) with `--threads 1` on a shared machine.
 """
 import argparse
+import collections
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import threads  # noqa: E402
+import timing  # noqa: E402
 
 threads.single_thread_xla_if_asked()
 
@@ -35,27 +36,16 @@ KINDS = {"fwd": lambda x, w, g: x @ w, "dX": lambda x, w, g: g @ w.T,
          "dW": lambda x, w, g: x.T @ g}
 
 
-def best_seconds(fn, repeats: int) -> float:
-  fn()
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - t0)
-  return best
-
-
 def layer_shapes(size: str) -> dict:
   """(k, n) -> how many of a size's projections have that shape, over all its layers:
   q, k, v and out (d -> d; grouped k/v heads counted as full ones), the MLP's input (two with a
   gated MLP) and output. Embeddings, the head and attention's own matmuls are not counted."""
   s = SIZES[size]
   d, ff, layers = s["d_model"], s["d_ff"], s["n_layers"]
-  gated = s["mlp"] in ("swiglu", "geglu")
-  counts = {(d, d): 4, (d, ff): 2 if gated else 1, (ff, d): 1}
-  if ff == d:
-    counts = {(d, d): 6 + gated}
-  return {shape: c * layers for shape, c in counts.items()}
+  counts = collections.Counter({(d, d): 4 * layers})
+  counts[(d, ff)] += (2 if s["mlp"] in ("swiglu", "geglu") else 1) * layers
+  counts[(ff, d)] += layers
+  return counts
 
 
 def main():
@@ -82,8 +72,8 @@ def main():
       for name, dot in KINDS.items():
         gflop = 2 * t * k * n / 1e9
         jitted = jax.jit(dot)
-        tx = best_seconds(lambda: jitted(*jx).block_until_ready(), args.repeats)
-        tt = best_seconds(lambda: dot(*tx_), args.repeats)
+        tx = timing.best_seconds(lambda: jitted(*jx).block_until_ready(), args.repeats)
+        tt = timing.best_seconds(lambda: dot(*tx_), args.repeats)
         xla_total, torch_total = xla_total + count * tx, torch_total + count * tt
         print(f"{size:>10} {f'{k} -> {n}':>12} {name:>6} {gflop / tx:7.1f} {gflop / tt:7.1f} "
               f"{tt / tx:8.2f}")

@@ -19,7 +19,6 @@ the change, beside the tuned one in the same run ("x untuned": untuned ms / w2s_
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import step_throughput  # noqa: E402
+import timing  # noqa: E402
 import torch_step  # noqa: E402
 from w2s_jax import dry_run  # noqa: E402
 from w2s_jax.models import param_count  # noqa: E402
@@ -42,13 +42,7 @@ def matmul_rate(dtype: str, n: int = 2048, repeats: int = 10) -> float:
   """FLOP/s of the best n x n matmul in JAX on the default device."""
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
-  return 2 * n ** 3 / best
+  return 2 * n ** 3 / timing.best_seconds(lambda: f(a).block_until_ready(), repeats)
 
 
 def main():

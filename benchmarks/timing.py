@@ -26,6 +26,18 @@ def time_calls(call, wait, steps: int, warmup: int = 2):
   return first, (time.time() - t0) / steps
 
 
+def best_seconds(call, repeats: int) -> float:
+  """The fastest of `repeats` timed calls, after one untimed (compiling) call; `call()` must
+  block until its work is done. For single kernels, where the minimum is the kernel's cost."""
+  call()
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    call()
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
 def time_train_step(step_fn, state, batch, steps: int, warmup: int = 2):
   """time_calls of a pure `step_fn(state, batch) -> (state, metrics)`, threading the state."""
   carry = [state]

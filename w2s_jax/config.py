@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 from w2s_jax import lora as lora_lib, losses, sharding
+from w2s_jax.chess import encoding
 from w2s_jax.errors import ConfigError
 from w2s_jax.data import tasks
 from w2s_jax.models import CHECKPOINT_KINDS, SIZES, from_spec, param_count
@@ -476,7 +477,7 @@ def _check_chess(cfg) -> None:
            "must be True with chess.legal_loss (an illegal label trains nothing under it)")
   _require(ch.encoding == "native" or tuple(cfg.losses) == ("xent",), "losses",
            "text encodings train generatively, with xent only")
-  _require(ch.layout in ("ranks", "squares"), "chess.layout", "ranks | squares")
+  _require(ch.layout in encoding.LAYOUTS, "chess.layout", " | ".join(encoding.LAYOUTS))
   _require(ch.layout == "ranks" or ch.encoding == "native", "chess.layout",
            "a board layout of the native encoding (text encodings have none)")
   _require(ch.move_head in ("token", "squares"), "chess.move_head", "token | squares")
@@ -485,7 +486,7 @@ def _check_chess(cfg) -> None:
   _require(ch.move_head == "token" or all(r.init == "scratch" for r in ladder_rungs(cfg)),
            "chess.move_head", "'squares' is a new head: every rung must train from scratch "
            "(ladder.mK.init='scratch')")
-  need = {"ranks": 10, "squares": 66}[ch.layout]
+  need = encoding.LAYOUTS[ch.layout][0]  # positions of the layout's prompt
   _require(ch.encoding != "native" or cfg.max_len >= need, "max_len",
            f"the native encoding with chess.layout={ch.layout!r} needs max_len >= {need}")
   _require(ch.corpus.source == "self-play" or ch.corpus.source.startswith("pgn:"),
