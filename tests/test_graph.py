@@ -156,6 +156,53 @@ def test_graph_deduplicates_and_keeps_dependency_order(tmp_path):
   assert graph.execute(g, store)["ran"] == {} and calls == ["a", "b"]
 
 
+def test_a_recipe_is_the_key_without_the_run_seed():
+  noop = lambda: Output()  # noqa: E731
+  pre = {s: Stage("pretrain", {"seed": s}, "p", noop) for s in (0, 1)}  # not a run seed
+  assert pre[0].recipe != pre[1].recipe
+
+  def chain(seed, lr=1e-3, pretrain=pre[0]):
+    fit = Stage("train", {"seed": seed, "lr": lr, "init": pretrain.key}, "t", noop, (pretrain,),
+                seed=seed)
+    return Stage("predict", {"train": fit.key, "data": "k"}, "p", noop, (fit,))
+  assert chain(0).key != chain(1).key and chain(0).recipe == chain(1).recipe
+  assert chain(0).recipe != chain(0, lr=3e-4).recipe  # another config
+  assert chain(0).recipe != chain(0, pretrain=pre[1]).recipe  # upstream, by its recipe
+
+
+def test_rows_of_several_recipes_pool_apart_and_are_labelled(tmp_path):
+  rows = [{"id": f"t|{seed}|{recipe}", "pool": "t", "recipe": recipe, "seed": seed,
+           "config": {"train.lr": lr, "train.log_every": 10, "seeds": None}}
+          for recipe, lr in (("r1", 1e-3), ("r2", 3e-4)) for seed in (0, 1)]
+  rows.append({"id": "u|0|r3", "pool": "u", "recipe": "r3", "seed": 0, "config": {}})
+  report.label_variants(rows)
+  assert [r["variant"] for r in rows] == ["train.lr=0.001"] * 2 + ["train.lr=0.0003"] * 2 + [""]
+  same = [dict(r, config={}) for r in rows[:4]]  # equal configs: other code or data
+  report.label_variants(same)
+  assert {r["variant"] for r in same} == {"recipe r1", "recipe r2"}
+  (tmp_path / "rows").mkdir()
+  for i, r in enumerate(rows[:2] + [{"id": "old|0", "pool": "old", "seed": 0}]):
+    (tmp_path / "rows" / f"{i}.json").write_text(json.dumps(r))
+  assert [r["id"] for r in report.load_rows(str(tmp_path))] == ["t|0|r1", "t|1|r1"]
+
+
+@pytest.mark.slow
+def test_a_grid_over_the_learning_rate_keeps_each_point(tmp_path, nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 320, 64, 1.0
+  cfg.losses, cfg.bootstrap_samples, cfg.seeds = ("xent",), 100, (0, 1)
+  cfg.sweep.grid = (("train.lr", (1e-3, 3e-4)),)
+  experiment.run(cfg, str(tmp_path))
+  cfg.sweep.grid, cfg.train.lr, cfg.seeds = (), 1e-3, (2,)  # one more seed of one point
+  experiment.run(cfg, str(tmp_path))
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert len(results["runs"]) == 5
+  assert sorted((p["variant"], p["seed_list"]) for p in results["pooled"]) == [
+      ("train.lr=0.0003", [0, 1]), ("train.lr=0.001", [0, 1, 2])]
+  text = report.tables(results)
+  assert "xent [train.lr=0.001]" in text and "xent [train.lr=0.0003]" in text
+
+
 
 def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
   proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",

@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from etils import epath  # noqa: E402
 
+from w2s_jax.report import method_label  # noqa: E402
+
 MAX_CURVES = 12  # per panel: more lines than this cannot be told apart
 
 
@@ -36,22 +38,18 @@ def _save(fig, path, dpi: int):
   return path
 
 
-def _method(p):
-  return p["loss"] + ("+gft" if p.get("gft") else "")
-
-
 def accuracy_figures(pool: list[dict], out: epath.Path) -> list:
   """One PNG per task; one panel per student loss."""
   paths = []
   for task in dict.fromkeys(p["task"] for p in pool):
     ps = [p for p in pool if p["task"] == task and p.get("params")]
-    methods = list(dict.fromkeys(_method(p) for p in ps))
+    methods = list(dict.fromkeys(method_label(p) for p in ps))
     if not methods:
       continue
     fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4.2), squeeze=False,
                              sharey=True)
     for ax, method in zip(axes[0], methods):
-      sel = [p for p in ps if _method(p) == method]
+      sel = [p for p in ps if method_label(p) == method]
       ceilings = sorted({(p["params"]["strong"], p["strong"], p["ceiling_acc"]) for p in sel})
       ax.plot([c[0] for c in ceilings], [c[2] for c in ceilings], "k-", marker="s",
               label="ceiling (strong on ground truth)")
@@ -93,8 +91,8 @@ def pgr_figure(pool: list[dict], out: epath.Path):
   elsewhere); the y-axis is clipped to [-2, 3] so one wide interval cannot flatten the rest."""
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   valid = [p for p in pool if p["pgr_valid"] and p["pgr"] is not None]
-  for i, method in enumerate(dict.fromkeys(_method(p) for p in valid)):
-    s = [p for p in valid if _method(p) == method]
+  for i, method in enumerate(dict.fromkeys(method_label(p) for p in valid)):
+    s = [p for p in valid if method_label(p) == method]
     lo = [p["pgr"] - p["pgr_ci95"][0] if p["pgr_ci95"][0] is not None else 0 for p in s]
     hi = [p["pgr_ci95"][1] - p["pgr"] if p["pgr_ci95"][1] is not None else 0 for p in s]
     ax.errorbar([p["ceiling_acc"] - p["weak_acc"] for p in s], [p["pgr"] for p in s],
@@ -114,12 +112,12 @@ def pgr_figure(pool: list[dict], out: epath.Path):
   return _save(fig, out / "pgr_vs_gap.png", 110)
 
 
-def chess_figure(pool: list[dict], runs: list[dict], out: epath.Path):
-  losses = list(dict.fromkeys(p["loss"] for p in pool))
+def chess_figure(pool: list[dict], out: epath.Path):
+  losses = list(dict.fromkeys(method_label(p) for p in pool))  # and variants
   fig, axes = plt.subplots(1, len(losses), figsize=(6.5 * len(losses), 4.4), squeeze=False)
-  zero = next((r.get("zero_shot") for r in runs if r.get("zero_shot")), {})
   for ax, loss in zip(axes[0], losses):
-    sel = [p for p in pool if p["loss"] == loss]
+    sel = [p for p in pool if method_label(p) == loss]
+    zero = sel[0].get("zero_shot") or {}
     rungs = sorted({p["rung"] for p in sel})
     names = {p["rung"]: p["strong"] for p in sel}
     for method, color, dx in (("naive", "tab:blue", -0.08), ("bootstrap", "tab:orange", 0.08)):
@@ -204,7 +202,7 @@ def draw_all(results: dict, store, workdir: str) -> list:
   if pool:
     paths.append(pgr_figure(pool, out))
   if chess:
-    paths.append(chess_figure(chess, [r for r in runs if r.get("setting") == "chess"], out))
+    paths.append(chess_figure(chess, out))
   if runs:
     paths.append(curves_figure(runs, store, out))
   return paths

@@ -35,13 +35,28 @@ class Stage:
   run: Callable[[], Output]  # computes the outputs; its upstream stages are finished
   deps: tuple = ()  # upstream Stages
   cost: str = ""  # a rough cost for the plan (e.g. "40 steps x 32"), not hashed
+  seed: int | None = None  # the run seed a per-seed stage was built for (its spec's "seed")
 
   def __post_init__(self):
     self.key = stages.stage_key({"kind": self.kind, **self.spec})
+    # The key without the run seed, upstream stages entering by their recipes: equal for the
+    # seeds of one config, different for two configs (what pools a result row's seeds).
+    spec = {k: v for k, v in self.spec.items() if not (k == "seed" and self.seed is not None)}
+    self.recipe = stages.stage_key({"kind": self.kind, **_swap(spec, {d.key: d.recipe
+                                                                       for d in self.deps})})
 
   @property
   def name(self) -> str:
     return f"{self.kind}-{self.key}"
+
+
+def _swap(x, keys: dict):
+  """`x` with every string that is a key of `keys` replaced by its value."""
+  if isinstance(x, dict):
+    return {k: _swap(v, keys) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_swap(v, keys) for v in x]
+  return keys.get(x, x) if isinstance(x, str) else x
 
 
 class Graph:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from w2s_jax import graph as graph_lib, loop, metrics, models, runtime as rt_lib, train
+from w2s_jax import graph as graph_lib, loop, metrics, models, report, runtime as rt_lib, train
 from w2s_jax import zero_shot as zs_lib
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
@@ -130,7 +130,7 @@ class Builder:
       out = {"layers": x.astype(np.float16)} if all_layers else {"x": x}
       return Output(arrays=out, metrics={"rows": len(x)})
     return self.graph.add(Stage("features", s, f"features:{models.display_name(spec)}:{split}",
-                                run, cost=f"{len(self.data.sets[split])} rows"))
+                                run, cost=f"{len(self.data.sets[split])} rows", seed=seed))
 
   def probe_inputs(self, spec, feats: Stage) -> np.ndarray:
     """What `spec`'s probe reads of a features stage: its depth's features, fp32 [N, d]."""
@@ -166,7 +166,7 @@ class Builder:
           "steps": result.steps, "texts": len(texts), "train_seconds": result.seconds,
           "first_train_loss": result.history[0]["loss"],
           "final_train_loss": result.history[-1]["loss"]})
-    stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts"))
+    stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts", seed=seed))
     return stage
 
   def zero_shot(self, spec, seed: int) -> Stage | None:
@@ -265,7 +265,7 @@ class Builder:
       return Output(params=result.params, metrics=m)
     total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))
     stage = self.graph.add(Stage("train", s, label, run, tuple(deps),
-                                 cost=f"{total} steps x {tcfg.batch_size}"))
+                                 cost=f"{total} steps x {tcfg.batch_size}", seed=seed))
     return stage
 
   def evaluation(self, spec, labels: Stage | None, feats: Stage | None,
@@ -387,8 +387,8 @@ class Builder:
       group = [cfg.task.name, data.keys["test"], weak_name, strong_name, loss] + (
           ["gft"] if gft else [])
       out.append({
-          "id": "|".join(str(x) for x in group[:5] + [seed] + group[5:]),
-          "pool": "|".join(group), "setting": "classification",
+          **report.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
+          "setting": "classification",
           "task": cfg.task.name, "data_key": data.keys["test"], "weak": weak_name,
           "strong": strong_name, "loss": loss, "seed": seed, "gft": gft, **scores,
           "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),

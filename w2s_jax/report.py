@@ -18,7 +18,7 @@ import time
 import numpy as np
 from etils import epath
 
-from w2s_jax import files, metrics
+from w2s_jax import files, metrics, stages
 
 log = logging.getLogger("w2s_jax")
 
@@ -108,18 +108,71 @@ def _correct(store, key: str) -> np.ndarray:
   return _CORRECT[where]
 
 
+def row_identity(group: list, seed: int, predicts: list, cfg) -> dict:
+  """The fields that name a result row: `pool` (what it measures: task, models, loss, ...),
+  `recipe` (a hash of how: its test predictions' stage recipes, equal for every seed of one
+  config), `id` (pool, seed and recipe: two configs never write the same row) and `config`
+  (the config's entries by dotted key, which label the recipes of a pool in the tables)."""
+  recipe = stages.stage_key({"predict": [p.recipe for p in predicts]})
+  return {"id": "|".join(str(x) for x in [*group, seed, recipe]),
+          "pool": "|".join(str(x) for x in group), "recipe": recipe,
+          "config": flat_config(cfg)}
+
+
+def flat_config(cfg) -> dict:
+  """cfg's entries by dotted key, without `seeds` and `sweep` (one point of a grid)."""
+  out = {}
+
+  def walk(node, prefix):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = v
+  walk({k: v for k, v in json.loads(cfg.to_json_best_effort()).items()
+        if k not in ("seeds", "sweep")}, "")
+  return out
+
+
+def label_variants(rows: list[dict]) -> None:
+  """Each row's `variant`: "" where its pool holds one recipe; else the config entries where the
+  pool's recipes differ ("train.lr=0.001"), so that a grid over a training knob, or a second
+  invocation with other settings, shows as its own line instead of pooling with the first."""
+  by = {}
+  for r in rows:
+    by.setdefault(r["pool"], {}).setdefault(r["recipe"], r.get("config", {}))
+  labels = {}
+  for pool, configs in by.items():
+    if len(configs) < 2:
+      continue
+    keys = sorted(set().union(*configs.values()))
+    differ = [k for k in keys
+              if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+    for recipe, c in configs.items():
+      text = ", ".join(f"{k}={_value(c.get(k))}" for k in differ)
+      # Equal configs with different recipes: other code, data or checkpoints.
+      labels[pool, recipe] = text or f"recipe {recipe[:8]}"
+  for r in rows:
+    r["variant"] = labels.get((r["pool"], r["recipe"]), "")
+
+
+def _value(v) -> str:
+  return json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else str(v)
+
+
 def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
-  """Per pool (a row's "pool": the run without its seed), over every seed in `rows`: mean
-  accuracies, PGR of the means and 95% intervals resampling seeds and test examples."""
+  """Per pool and recipe (a row's "pool": what it measures; "recipe": how, without the seed),
+  over every seed in `rows`: mean accuracies, PGR of the means and 95% intervals resampling
+  seeds and test examples."""
   groups = {}
   for r in rows:
-    groups.setdefault(r["pool"], []).append(r)
+    groups.setdefault((r["pool"], r["recipe"]), []).append(r)
   out = []
-  for pool, rs in groups.items():
+  for (pool, _), rs in groups.items():
     rs = sorted(rs, key=lambda r: r["seed"])
     runs = [[_correct(store, r["predict_keys"][n]) for n in ROLES] for r in rs]
     keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
-            "params", "prior", "chance", "n_test", "zero_shot")
+            "params", "prior", "chance", "n_test", "zero_shot", "recipe", "variant")
     out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
                 "seed_list": [r["seed"] for r in rs],
                 **metrics.pooled_pgr(runs, samples=samples)})
@@ -141,14 +194,21 @@ def load_rows(workdir: str) -> list[dict]:
   rows = []
   for path in sorted((epath.Path(workdir) / "rows").glob("*.json")):
     try:
-      rows.append(json.loads(path.read_text()))
+      row = json.loads(path.read_text())
     except json.JSONDecodeError:
       log.warning("%s: damaged result row, left out (rerun its config to write it again)", path)
+      continue
+    if "recipe" not in row:  # its seeds could pool with another config's
+      log.warning("%s: a result row without a recipe (an earlier version wrote it), left out; "
+                  "rerun its config to write it again (its stages are cached)", path)
+      continue
+    rows.append(row)
   return sorted(rows, key=lambda r: r["id"])
 
 
 def rebuild(workdir: str, store, samples: int = 1000) -> dict:
   rows = load_rows(workdir)
+  label_variants(rows)
   out = {"runs": rows, "pooled": _clean(pooled(rows, store, samples))}
   files.atomic_write_text(epath.Path(workdir) / "results.json", json.dumps(out, indent=1))
   return out
@@ -164,8 +224,10 @@ def _ci(ci):
   return "[{}, {}]".format(_f(ci[0], "+.2f"), _f(ci[1], "+.2f")) if ci else "n/a"
 
 
-def _method(r):
-  return r["loss"] + ("+gft" if r.get("gft") else "")
+def method_label(r) -> str:
+  """A row's loss, "+gft", and its recipe's variant where its pool holds several."""
+  return r["loss"] + ("+gft" if r.get("gft") else "") + (
+      f" [{r['variant']}]" if r.get("variant") else "")
 
 
 def _table(head: list[str], rows: list[list]) -> list[str]:
@@ -181,15 +243,16 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
   head = ["task", "weak", "strong", "loss", "seed",
           "prior", "weak", "student", "ceiling", "PGR",
           "PGR 95% CI", "agree"]
-  body = [[r["task"], r["weak"], r["strong"], _method(r), r["seed"], _f(r.get("prior"), ".3f"),
+  body = [[r["task"], r["weak"], r["strong"], method_label(r), r["seed"],
+           _f(r.get("prior"), ".3f"),
            _f(r["weak_acc"], ".3f"), _f(r["student_acc"], ".3f"), _f(r["ceiling_acc"], ".3f"),
            _f(r["pgr"], "+.2f") + ("" if r["pgr_valid"] else "*"), _ci(r["pgr_ci95"]),
            _f(r["agreement"], ".3f")] for r in runs]
   lines = _table(head, body)
   if any(not r["pgr_valid"] for r in runs):
     lines.append("* ceiling <= weak: PGR is undefined there and left out of medians")
-  for m in dict.fromkeys(_method(r) for r in runs):
-    valid = [r["pgr"] for r in runs if _method(r) == m and r["pgr_valid"]]
+  for m in dict.fromkeys(method_label(r) for r in runs):
+    valid = [r["pgr"] for r in runs if method_label(r) == m and r["pgr_valid"]]
     med = f"{np.median(valid):+.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
     lines.append(f"median PGR [{m}] over {len(valid)} valid runs: {med}")
   lines += baseline_lines(runs)
@@ -199,7 +262,7 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
               "seeds and test examples):"]
     head = ["task", "weak", "strong", "loss", "seeds",
             "weak", "student", "ceiling", "PGR", "PGR 95% CI"]
-    lines += _table(head, [[p["task"], p["weak"], p["strong"], _method(p), p["seeds"],
+    lines += _table(head, [[p["task"], p["weak"], p["strong"], method_label(p), p["seeds"],
                             _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"),
                             _f(p["ceiling_acc"], ".3f"),
                             _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"),
@@ -227,21 +290,26 @@ def baseline_lines(runs: list[dict]) -> list[str]:
 
 def zero_shot_lines(runs: list[dict]) -> list[str]:
   """The go/no-go check of a chess ladder: each pretrained rung's zero-shot accuracy beside a
-  random legal move (a rung at chance has no latent skill for a student to elicit)."""
-  r = next((r for r in runs if r.get("zero_shot") and r.get("setting") == "chess"), None)
-  if r is None:
-    return []
-  chance, lines = r["chance"], []
-  for name, acc in r["zero_shot"].items():
-    cells = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in sorted(acc.items()))
-    cells += f"; a random legal move {chance:.3f}"
-    skill = acc.get("masked", acc["unmasked"])
-    verdict = "" if skill is None or skill >= 2 * chance else \
-        ": below twice that, little latent skill"
-    lines.append(f"zero-shot {name}: {cells}{verdict}")
-  if verdict:  # the last rung is the top one
-    lines.append("the top rung has no latent puzzle skill worth eliciting (zero-shot below twice a "
-                 "random legal move): its students cannot show weak-to-strong generalization")
+  random legal move (a rung at chance has no latent skill for a student to elicit); per
+  variant where the workdir holds several recipes (their rungs may be pretrained apart)."""
+  firsts = {}
+  for r in runs:
+    if r.get("zero_shot") and r.get("setting") == "chess":
+      firsts.setdefault(r.get("variant", ""), r)
+  lines = []
+  for variant, r in firsts.items():
+    chance, at = r["chance"], f" [{variant}]" if variant else ""
+    for name, acc in r["zero_shot"].items():
+      cells = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in sorted(acc.items()))
+      cells += f"; a random legal move {chance:.3f}"
+      skill = acc.get("masked", acc["unmasked"])
+      verdict = "" if skill is None or skill >= 2 * chance else \
+          ": below twice that, little latent skill"
+      lines.append(f"zero-shot {name}{at}: {cells}{verdict}")
+    if verdict:  # the last rung is the top one
+      lines.append(f"the top rung{at} has no latent puzzle skill worth eliciting (zero-shot below "
+                   "twice a random legal move): its students cannot show weak-to-strong "
+                   "generalization")
   return lines
 
 
@@ -250,7 +318,7 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
   of both students with 95% intervals resampling seeds and test puzzles."""
   by = {}
   for p in pool:
-    by.setdefault((p["rung"], p["strong"], p["loss"]), {})[p["method"]] = p
+    by.setdefault((p["rung"], p["strong"], method_label(p)), {})[p["method"]] = p
   head = ["rung", "loss", "seeds", "weak", "naive", "boot",
           "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]"]
   body = []
@@ -315,7 +383,7 @@ def _samples(workdir: str) -> int:
 def render(workdir: str, samples: int = 0) -> str:
   """Rebuild results.json from the workdir's rows, write the figures and report.md; returns
   the tables."""
-  from w2s_jax import figures, stages  # noqa: PLC0415  (matplotlib only when drawing)
+  from w2s_jax import figures  # noqa: PLC0415  (matplotlib only when drawing)
   samples = samples or _samples(workdir)
   store = stages.StageStore(workdir)
   with files.locked(epath.Path(workdir) / "results.json"):

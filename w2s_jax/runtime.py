@@ -104,12 +104,14 @@ class Runtime:
     return self.memo(("model_cfg", spec.size, spec.init, spec.n_layers, vocab_size), make)
 
   def trainer(self, model_cfg, num_classes: int, *, dtype: str, attention: str,
-              remat: str = "none", lora=None, pairwise: bool = False) -> train.Trainer:
-    k = (model_cfg, num_classes, dtype, attention, remat, lora, pairwise)
+              remat: str = "none", lora=None, pairwise: bool = False,
+              move_geometry=None) -> train.Trainer:
+    k = (model_cfg, num_classes, dtype, attention, remat, lora, pairwise, move_geometry)
     if k not in self._trainers:
       self._trainers[k] = train.Trainer(model_cfg, num_classes, self.mesh, self.rules,
                                         dtype=dtype, remat=remat, attention=attention,
-                                        lora=lora, pairwise=pairwise)
+                                        lora=lora, pairwise=pairwise,
+                                        move_geometry=move_geometry)
     return self._trainers[k]
 
   # Parameters of the most recent train stages stay in memory, so the predict stages that follow

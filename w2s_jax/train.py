@@ -103,12 +103,13 @@ class Trainer:
 
   def __init__(self, model_cfg: ModelConfig, num_classes: int, mesh, rules, *,
                dtype: str = "float32", remat: str = "none", attention: str = "xla", lora=None,
-               pairwise: bool = False, cpu_tuned: bool = True):
+               pairwise: bool = False, cpu_tuned: bool = True, move_geometry=None):
     """`lora`: None (full fine-tuning) or (rank, alpha, target weight names). `pairwise`: a
     reward model: rows are pairs of texts, the head gives one scalar per text, and the two
     "classes" are the Bradley-Terry preference (class 1: the first text preferred).
     `cpu_tuned`: on a CPU mesh, attention "xla" runs as "masked", the projections as 2-D
-    matmuls and the layers unrolled (False: as on other platforms; for comparisons)."""
+    matmuls and the layers unrolled (False: as on other platforms; for comparisons).
+    `move_geometry`: a square move head's (Transformer)."""
     self.model_cfg, self.num_classes, self.mesh, self.rules = model_cfg, num_classes, mesh, rules
     self.lora, self.pairwise = lora, pairwise
     # num_classes=0: the next-token head; its "classes" are the vocabulary (one-token answers).
@@ -121,7 +122,7 @@ class Trainer:
     kernel = "masked" if cpu and attention == "xla" else attention
     make = lambda seed: Transformer(model_cfg, heads, dtype=DTYPES[dtype], remat=remat,  # noqa: E731
                                     attention=kernel, scan_layers=not cpu, rows=cpu,
-                                    rngs=nnx.Rngs(seed))
+                                    move_geometry=move_geometry, rngs=nnx.Rngs(seed))
     self._make = make
     self.graphdef, self.abstract_state = nnx.split(nnx.eval_shape(lambda: make(0)))
     shapes = self.abstract_params()

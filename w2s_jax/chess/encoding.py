@@ -55,12 +55,13 @@ MAX_LEN = LAYOUTS["ranks"][0]
 
 
 @functools.lru_cache(maxsize=None)
-def move_geometry():
-  """(from, to, promotion) index arrays of the 1,880 move tokens, in the mover's view (promotion
-  0 = none, else python-chess's piece type - 1: knight 1 .. queen 4): the square move head."""
+def move_geometry() -> tuple:
+  """What the square move head (Transformer(move_geometry=...)) scores: the 1,880 move tokens'
+  from and to squares in the mover's view, their promotions (0 = none, else python-chess's
+  piece type - 1: knight 1 .. queen 4), as tuples, and the first move token's id."""
   ms = [chess.Move.from_uci(m) for m in MOVES]
-  return (np.array([m.from_square for m in ms]), np.array([m.to_square for m in ms]),
-          np.array([(m.promotion or 1) - 1 for m in ms]))
+  return (tuple(m.from_square for m in ms), tuple(m.to_square for m in ms),
+          tuple((m.promotion or 1) - 1 for m in ms), MOVE_BASE)
 
 
 def _flip(move: chess.Move) -> chess.Move:

@@ -23,8 +23,9 @@ import logging
 
 import numpy as np
 
-from w2s_jax import config as config_lib, loop, metrics, models, runtime as rt_lib, train
-from w2s_jax.chess import corpus as corpus_lib, decode, puzzles
+from w2s_jax import config as config_lib, loop, metrics, models, report, runtime as rt_lib, \
+    train
+from w2s_jax.chess import corpus as corpus_lib, decode, encoding, puzzles
 from w2s_jax.graph import Output, Stage
 
 log = logging.getLogger("w2s_jax")
@@ -73,8 +74,10 @@ class Builder:
     self.codec, self._rows = self.pz.codec, []
 
   def trainer(self, rung) -> train.Trainer:
-    return self.rt.trainer(self.model_cfg(rung), 0, dtype=self.cfg.train.dtype,
-                           attention=self.cfg.train.attention, remat=rung.remat)
+    mc = self.model_cfg(rung)
+    return self.rt.trainer(mc, 0, dtype=self.cfg.train.dtype, attention=self.cfg.train.attention,
+                           remat=rung.remat, move_geometry=encoding.move_geometry()
+                           if mc.move_head == "squares" else None)
 
   def model_cfg(self, rung):
     mc = self.rt.model_cfg(rung, self.codec.vocab_size)
@@ -190,7 +193,7 @@ class Builder:
     n = len(self.pz.data[split])
     total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))
     stage = self.graph.add(Stage("train", spec, label, run, deps,
-                                 cost=f"{total} steps x {tcfg.batch_size}"))
+                                 cost=f"{total} steps x {tcfg.batch_size}", seed=seed))
     return stage
 
   def predict(self, i: int, trained: Stage, split: str, legal_mask: bool) -> Stage:
@@ -281,7 +284,7 @@ class Builder:
                f"mask={ch.legal_mask}", f"labels_mask={ch.label_legal_mask}",
                *(["legal_loss"] if ch.legal_loss else [])]
       out.append({
-          "id": "|".join(str(x) for x in group + [seed]), "pool": "|".join(group),
+          **report.row_identity(group, seed, [p["test"] for p in preds.values()], self.cfg),
           "setting": "chess", "task": "chess", "data_key": pz.keys["test"], "rung": k + 1,
           "weak": names[0], "strong": names[k], "chain": [names[j] for j in chain],
           "method": method, "loss": loss, "seed": seed, "legal_mask": ch.legal_mask,

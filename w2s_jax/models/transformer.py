@@ -12,6 +12,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from w2s_jax.models import rope
@@ -305,13 +306,15 @@ class Transformer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, num_classes: int = 2, *, dtype=jnp.float32,
                remat: str = "none", attention: str = "xla", scan_layers: bool = True,
-               rows: bool = False, rngs: nnx.Rngs):
+               rows: bool = False, move_geometry: tuple | None = None, rngs: nnx.Rngs):
     """`attention`: the kernel of whole-sequence attention, "xla" (jax's XLA kernel, any
     backend), "masked" (`masked_attention`: XLA with a hand-written backward, faster on XLA
     CPU) or "cudnn" (cuDNN flash attention: NVIDIA GPUs, bfloat16). Decoding against the KV
     cache uses XLA. `scan_layers`: run the stacked layers with nnx.scan (compile time flat in
     depth) or unrolled (see `_over_layers`). `rows`: the blocks' projections as 2-D matmuls
-    (`project`). The parameters are the same either way."""
+    (`project`). The parameters are the same either way. `move_geometry` (move_head="squares"
+    only): (from squares, to squares, promotions, first id) of the vocabulary's move tokens, as
+    tuples; the vocabulary's owner (w2s_jax.chess.encoding.move_geometry) gives it."""
     self.cfg, self.dtype, self.remat, self.scan_layers = cfg, dtype, remat, scan_layers
     self.embed = _param(rngs, nnx.initializers.normal(0.02), (cfg.vocab_size, cfg.d_model),
                         ("vocab", "embed"))
@@ -338,6 +341,10 @@ class Transformer(nnx.Module):
     if num_classes:
       self.cls_head = _zeros((cfg.d_model, num_classes), ("embed", "classes"))
     if cfg.move_head == "squares":
+      if move_geometry is None:
+        raise ValueError("move_head='squares' needs move_geometry: the (from, to, promotion) "
+                         "squares of each move token and the first one's id")
+      self.move_geometry = move_geometry  # static: hashable tuples, not arrays
       self.move_from = _param(rngs, nnx.initializers.normal(cfg.d_model ** -0.5),
                               (cfg.d_model, cfg.d_model), ("embed", "mlp"))
       self.move_to = _param(rngs, nnx.initializers.normal(cfg.d_model ** -0.5),
@@ -449,15 +456,14 @@ class Transformer(nnx.Module):
   def square_move_logits(self, hidden):
     """[B, V] fp32: a move token's logit is from_state . W_from W_to^T . to_state / sqrt(d) +
     a promotion bias; the ids that are not moves get -1e9 (never chosen, no gradient)."""
-    from w2s_jax.chess import encoding  # noqa: PLC0415  (the move vocabulary's geometry)
     sq = hidden[:, :64].astype(jnp.float32)
     a = sq @ self.move_from[...].astype(jnp.float32)
     b = sq @ self.move_to[...].astype(jnp.float32)
     pair = jnp.einsum("bfe,bte->bft", a, b).reshape(sq.shape[0], 64 * 64) / self.cfg.d_model ** 0.5
-    frm, to, promo = encoding.move_geometry()
+    frm, to, promo, base = (np.asarray(x) for x in self.move_geometry)
     moves = pair[:, frm * 64 + to] + self.promotion_bias[...].astype(jnp.float32)[promo]
     out = jnp.full((sq.shape[0], self.cfg.vocab_size), -1e9, jnp.float32)
-    return jax.lax.dynamic_update_slice_in_dim(out, moves, encoding.MOVE_BASE, axis=1)
+    return jax.lax.dynamic_update_slice_in_dim(out, moves, int(base), axis=1)
 
   def lm_logits(self, hidden):
     """Next-token logits [B, L, V] (fp32) from `hidden` (soft-capped for Gemma 2)."""
