@@ -191,7 +191,7 @@ def write_results(workdir: str, rows: list[dict], store, samples: int = 1000) ->
 
 
 def load_rows(workdir: str) -> list[dict]:
-  rows = []
+  rows, old = [], []
   for path in sorted((epath.Path(workdir) / "rows").glob("*.json")):
     try:
       row = json.loads(path.read_text())
@@ -199,10 +199,13 @@ def load_rows(workdir: str) -> list[dict]:
       log.warning("%s: damaged result row, left out (rerun its config to write it again)", path)
       continue
     if "recipe" not in row:  # its seeds could pool with another config's
-      log.warning("%s: a result row without a recipe (an earlier version wrote it), left out; "
-                  "rerun its config to write it again (its stages are cached)", path)
+      old.append(path.name)
       continue
     rows.append(row)
+  if old:
+    log.warning("%s/rows: %d result rows without a recipe (an earlier version wrote them) left "
+                "out: %s; rerun their config to write them again (their stages are cached)",
+                workdir, len(old), ", ".join(old))
   return sorted(rows, key=lambda r: r["id"])
 
 
