@@ -186,6 +186,18 @@ def test_rows_of_several_recipes_pool_apart_and_are_labelled(tmp_path):
   assert [r["id"] for r in report.load_rows(str(tmp_path))] == ["t|0|r1", "t|1|r1"]
 
 
+def test_chess_zero_shot_lines_once_per_distinct_pretraining():
+  run = lambda variant, acc: {"setting": "chess", "chance": 0.06, "variant": variant,  # noqa: E731
+                              "zero_shot": {"M2": {"masked": acc, "unmasked": 0.01}}}
+  same = report.zero_shot_lines([run("train.lr=0.001", 0.25), run("train.lr=0.0003", 0.25)])
+  assert same == ["zero-shot M2: masked 0.250, unmasked 0.010; a random legal move 0.060"]
+  apart = report.zero_shot_lines([run("chess.pretrain.seed=0", 0.25),
+                                  run("chess.pretrain.seed=1", 0.1)])
+  assert apart[0].startswith("zero-shot M2 [chess.pretrain.seed=0]: masked 0.250")
+  assert apart[1].startswith("zero-shot M2 [chess.pretrain.seed=1]: masked 0.100")
+  assert "below twice that" in apart[1] and "top rung [chess.pretrain.seed=1]" in apart[2]
+
+
 @pytest.mark.slow
 def test_a_grid_over_the_learning_rate_keeps_each_point(tmp_path, nlp_config):
   cfg = nlp_config("tiny")

@@ -295,13 +295,15 @@ def zero_shot_lines(runs: list[dict]) -> list[str]:
   """The go/no-go check of a chess ladder: each pretrained rung's zero-shot accuracy beside a
   random legal move (a rung at chance has no latent skill for a student to elicit); per
   variant where the workdir holds several recipes (their rungs may be pretrained apart)."""
-  firsts = {}
+  by = {}  # the distinct zero-shot scores -> the variants that share them
   for r in runs:
     if r.get("zero_shot") and r.get("setting") == "chess":
-      firsts.setdefault(r.get("variant", ""), r)
+      z = json.dumps([r["zero_shot"], r["chance"]], sort_keys=True)
+      by.setdefault(z, (r, {}))[1].setdefault(r.get("variant", ""))
   lines = []
-  for variant, r in firsts.items():
-    chance, at = r["chance"], f" [{variant}]" if variant else ""
+  for r, variants in by.values():
+    chance = r["chance"]
+    at = f" [{'; '.join(variants)}]" if len(by) > 1 and any(variants) else ""
     for name, acc in r["zero_shot"].items():
       cells = ", ".join(f"{k} {_f(v, '.3f')}" for k, v in sorted(acc.items()))
       cells += f"; a random legal move {chance:.3f}"
@@ -325,7 +327,7 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
   head = ["rung", "loss", "seeds", "weak", "naive", "boot",
           "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]"]
   body = []
-  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
+  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0])):
     n, b = m.get("naive"), m.get("bootstrap")
     cell = lambda p: "n/a" if p is None else f"{_f(p['pgr'], '+.2f')}" + (  # noqa: E731
         "" if p["pgr_valid"] else "*") + f" {_ci(p['pgr_ci95'])}"
@@ -349,7 +351,7 @@ def over_zero_shot_lines(by: dict, runs: list[dict]) -> list[str]:
   pretrained skill that survived the weak labels, not skill the labels taught."""
   masked = {r["pool"]: bool(r.get("legal_mask")) for r in runs if "pool" in r}
   lines = []
-  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: kv[0][0]):
+  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0])):
     ref = m.get("naive") or m.get("bootstrap")
     key = "masked" if masked.get(ref["pool"]) else "unmasked"
     zs = (ref.get("zero_shot") or {}).get(strong, {}).get(key)
