@@ -3,7 +3,9 @@
 Every finished run (one result row) is written to WORKDIR/rows/<hash of its id>.json; results.json
 is rebuilt from all of them (so a later invocation with other seeds or pairs adds to, never
 replaces, what is there, and a damaged results.json is simply rebuilt), with pooled figures over
-every row of the workdir recomputed from the predict stages' per-example correctness.
+every row of the workdir recomputed from the predict stages' per-example correctness. An id is
+what the row measures, its seed and its recipe (`row_identity`): seeds pool within a recipe, and
+two configs (two points of a grid) never share a row or a pool.
 
   python -m w2s_jax.report WORKDIR     re-render the tables, figures (PNG) and WORKDIR/report.md
 """
