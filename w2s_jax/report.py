@@ -174,7 +174,7 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
     rs = sorted(rs, key=lambda r: r["seed"])
     runs = [[_correct(store, r["predict_keys"][n]) for n in ROLES] for r in rs]
     keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
-            "params", "prior", "chance", "n_test", "zero_shot", "recipe", "variant")
+            "params", "prior", "chance", "n_test", "zero_shot", "legal_mask", "recipe", "variant")
     out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
                 "seed_list": [r["seed"] for r in rs],
                 **metrics.pooled_pgr(runs, samples=samples)})
@@ -293,12 +293,12 @@ def baseline_lines(runs: list[dict]) -> list[str]:
   return lines
 
 
-def zero_shot_lines(runs: list[dict]) -> list[str]:
+def zero_shot_lines(entries: list[dict]) -> list[str]:
   """The go/no-go check of a chess ladder: each pretrained rung's zero-shot accuracy beside a
   random legal move (a rung at chance has no latent skill for a student to elicit); per
   variant where the workdir holds several recipes (their rungs may be pretrained apart)."""
   by = {}  # the distinct zero-shot scores -> the variants that share them
-  for r in runs:
+  for r in entries:  # result rows or pooled entries: both carry them
     if r.get("zero_shot") and r.get("setting") == "chess":
       z = json.dumps([r["zero_shot"], r["chance"]], sort_keys=True)
       by.setdefault(z, (r, {}))[1].setdefault(r.get("variant", ""))
@@ -320,7 +320,7 @@ def zero_shot_lines(runs: list[dict]) -> list[str]:
   return lines
 
 
-def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
+def ladder_table(pool: list[dict]) -> str:
   """Chess: per rung and loss, over seeds: weak, naive, bootstrapped and ceiling accuracy, PGR
   of both students with 95% intervals resampling seeds and test puzzles."""
   by = {}
@@ -328,8 +328,9 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
     by.setdefault((p["rung"], p["strong"], method_label(p)), {})[p["method"]] = p
   head = ["rung", "loss", "seeds", "weak", "naive", "boot",
           "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]"]
+  by = sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0]))  # per variant, rung by rung
   body = []
-  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0])):
+  for (_, strong, loss), m in by:
     n, b = m.get("naive"), m.get("bootstrap")
     cell = lambda p: "n/a" if p is None else f"{_f(p['pgr'], '+.2f')}" + (  # noqa: E731
         "" if p["pgr_valid"] else "*") + f" {_ci(p['pgr_ci95'])}"
@@ -344,18 +345,18 @@ def ladder_table(pool: list[dict], runs: list[dict] = ()) -> str:
     lines.append(f"random legal move: {chance:.3f}")
   if any(not p["pgr_valid"] for p in pool):
     lines.append("* ceiling <= weak: PGR is undefined there")
-  return "\n".join(lines + zero_shot_lines(runs) + over_zero_shot_lines(by, runs))
+  return "\n".join(lines + zero_shot_lines(pool) + over_zero_shot_lines(by))
 
 
-def over_zero_shot_lines(by: dict, runs: list[dict]) -> list[str]:
+def over_zero_shot_lines(by: list) -> list[str]:
   """Each student against its own rung's zero-shot skill (scored as the students are: among
   legal moves when they are): a PGR above 0 with a student at or below that line recovers
-  pretrained skill that survived the weak labels, not skill the labels taught."""
-  masked = {r["pool"]: bool(r.get("legal_mask")) for r in runs if "pool" in r}
+  pretrained skill that survived the weak labels, not skill the labels taught. `by`: the
+  ladder table's ((rung, strong, label), {method: pooled entry}) in its order."""
   lines = []
-  for (_, strong, loss), m in sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0])):
+  for (_, strong, loss), m in by:
     ref = m.get("naive") or m.get("bootstrap")
-    key = "masked" if masked.get(ref["pool"]) else "unmasked"
+    key = "masked" if ref.get("legal_mask") else "unmasked"
     zs = (ref.get("zero_shot") or {}).get(strong, {}).get(key)
     if zs is None:
       continue
@@ -374,7 +375,7 @@ def tables(results: dict) -> str:
     parts.append(summary_table(cls, [p for p in pool if p.get("setting") == "classification"]))
   chess_pool = [p for p in pool if p.get("setting") == "chess"]
   if chess_pool:
-    parts.append(ladder_table(chess_pool, [r for r in runs if r.get("setting") == "chess"]))
+    parts.append(ladder_table(chess_pool))
   return "\n\n".join(parts)
 
 
