@@ -13,6 +13,8 @@
 """
 from w2s_jax.config import defaults, ladder, ladder_rungs, rung_spec
 
+VARIANTS = ("default", "tiny", "gpu", "pod")
+
 
 def get_config(arg: str = "default"):
   c = defaults()

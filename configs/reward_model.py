@@ -2,7 +2,7 @@
 without generative fine-tuning of the strong model (paper section 5.2.2; docs/settings.md).
 
   --config=configs/reward_model.py:tiny     synthetic preference pairs, tiny models (CI, < 1 min)
-  --config=configs/reward_model.py          offline, real data: BIG-bench multiemo sentences as
+  --config=configs/reward_model.py          offline, real data: VADER's rated sentences as
                                             pairs (right vs wrong sentiment, balanced), tiny-2 ->
                                             SmolLM2-135M's first 16 layers, 3 seeds, with and
                                             without generative fine-tuning
@@ -15,6 +15,8 @@ makes every run report the strong stages without and with next-token pretraining
 texts (labels never read).
 """
 from w2s_jax.config import defaults
+
+VARIANTS = ("tiny", "default", "pod", "jsonl")
 
 
 def get_config(arg: str = "default"):
@@ -30,10 +32,11 @@ def get_config(arg: str = "default"):
     c.generative_finetune.update(epochs=1.0, lr=1e-3)
     c.bootstrap_samples = 200
   elif arg == "default":
-    # Sentiment pairs, as many positive as negative sentences (a reward model that always
-    # prefers one answer scores chance). A from-scratch weak reward model learns them from
-    # 3,000 pairs (0.74 on B) but not social_iqa pairs (chance): BUILD_NOTES.md.
-    c.task.name = "bigbench-multiemo-sentence-pairs"
+    # (right, wrong) answer pairs: a sentence with its right vs its wrong sentiment, as many
+    # positive as negative sentences (a reward model that always prefers one answer scores
+    # chance). A from-scratch weak reward model learns sentiment pairs from 3,000 pairs but not
+    # multiple-choice ones (social_iqa: chance): BUILD_NOTES.md.
+    c.task.name = "vader-sentiment-pairs"
     c.task.n_train, c.task.n_test = 6000, 400
     # The strong model is SmolLM2-135M's first 16 of 30 layers: probes read its layer 16 as well
     # as its last (multiemo 0.874 vs 0.871) at half the cost of a step (~13 s per 16 pairs on
@@ -41,16 +44,15 @@ def get_config(arg: str = "default"):
     # 1e-4); the weak model on all 3,000 pairs of A.
     c.task.n_strong_train = 256
     c.tokenizer = "gguf:smollm2-135m"
-    c.max_len, c.eval_max_len = 64, 128  # hhh_alignment: 134 of its 221 pairs fit 128 tokens
-    c.train.update(batch_size=16, buckets=(32, 64, 128), eval_batch_size=32, log_every=4)
+    c.max_len = 64  # 99.7% of VADER's sentences fit with their answer
+    c.train.update(batch_size=16, buckets=(32, 64), eval_batch_size=32, log_every=4)
     c.weak.size, c.weak.lr = "tiny-2", 1e-3
     # 4 epochs: at 2 the weak model's choices depend on float rounding (the same stage key gave
     # 0.505 or 0.682 on one seed); at 4 it reaches 0.72-0.78 on every seed (BUILD_NOTES.md).
     c.schedules.weak.epochs = 4.0
     c.strong.update(init="gguf:smollm2-135m", size="auto", lr=1e-4, n_layers=16)
     # The confidence loss needs hundreds of warmup steps (BUILD_NOTES.md), more than these
-    # 32-step students have: xent only. (hhh_alignment, `eval_tasks`, stayed at chance for every
-    # model trained on sentiment pairs; add it back to score it.)
+    # 32-step students have: xent only.
     c.losses = ("xent",)
     # Next-token loss on the sentences only: on "...Answer: positive" and "...Answer: negative"
     # alike it would teach indifference to the very label (BUILD_NOTES.md).
@@ -59,7 +61,8 @@ def get_config(arg: str = "default"):
   elif arg == "pod":
     c.task.name = "anthropic_hh"
     c.task.n_train, c.task.n_test = 40_000, 5_000
-    c.eval_tasks = ("bigbench-hhh_alignment",)
+    # BIG-bench's hhh_alignment (221 pairs) is an extra evaluation set for users who hold its
+    # sdist: --config.eval_tasks=bigbench-hhh_alignment with W2S_BIGBENCH_SDIST set.
     c.tokenizer = "hf:openai-community/gpt2"
     c.max_len = 512
     c.weak.init, c.weak.size = "hf:openai-community/gpt2", "auto"

@@ -15,6 +15,16 @@ def eight_devices():
   assert jax.device_count() == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set too late?)"
 
 
+def task_cfg(name: str = "", **kw):
+  """The default task config with `name` and any task keys changed."""
+  from w2s_jax import config as config_lib  # noqa: PLC0415
+  c = config_lib.defaults().task
+  if name:
+    c.name = name
+  c.update(kw)
+  return c
+
+
 @pytest.fixture(scope="session")
 def small_task():
   """A small synthetic task and a config for fast training tests: (cfg, splits)."""
@@ -53,6 +63,11 @@ def chess_config():
 
 
 def pytest_configure(config):
-  """The `slow` marker (end-to-end fault injection, minutes on a CPU), unless registered already."""
-  if not any(m.split(":")[0].strip() == "slow" for m in config.getini("markers")):
+  """The `slow` marker (end-to-end fault injection, minutes on a CPU) and the `asset` marker (the
+  test reads a real external asset, fetched from its registry into W2S_CACHE when not cached),
+  unless registered already."""
+  known = {m.split(":")[0].strip() for m in config.getini("markers")}
+  if "slow" not in known:
     config.addinivalue_line("markers", "slow: a long end-to-end test (minutes on a CPU)")
+  if "asset" not in known:
+    config.addinivalue_line("markers", "asset: reads a real external asset (w2s_jax/assets.py)")

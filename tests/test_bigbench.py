@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from w2s_jax import config as config_lib
+from w2s_jax import assets, config as config_lib
 from w2s_jax.data import bigbench, dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 
@@ -45,8 +45,9 @@ def load(name, **kw):
 def test_tasks_are_extracted_once_and_formatted(fake_sdist, tmp_path):
   s = load("bigbench-strategyqa")
   assert len(s.a) + len(s.b) + len(s.test) == 40  # no test split: 20% held out
-  assert sorted(p.name for p in (tmp_path / "cache" / "bigbench").iterdir()) == [  # present ones
-      "multiemo__all_text_en.json", "social_iqa.json", "strategyqa.json"]
+  tasks_dir = tmp_path / "cache" / "assets" / "bigbench" / "bigbench-1.0.0" / "bigbench"
+  assert sorted(p.name for p in (tasks_dir / "benchmark_tasks").iterdir()) == [  # read ones only
+      "multiemo", "social_iqa", "strategyqa"]
   task = tasks.get("bigbench-strategyqa")
   assert task.format({"input": "Is 4 even? ", "target_scores": {"Yes": 1, "No": 0}},
                      None, ()) == ("Is 4 even?", 1)
@@ -64,6 +65,17 @@ def test_malformed_example_names_it(fake_sdist, tmp_path):
     task.format({"input": "x", "_where": "bigbench/strategyqa example 3"}, None, ())
 
 
+def test_without_the_sdist_one_line_names_the_asset_and_the_knobs(tmp_path, monkeypatch):
+  monkeypatch.delenv("W2S_BIGBENCH_SDIST", raising=False)
+  monkeypatch.delenv("W2S_ASSET_DIR", raising=False)
+  monkeypatch.setenv("W2S_CACHE", str(tmp_path))
+  with pytest.raises(assets.AssetError) as e:
+    load("bigbench-strategyqa")
+  msg = str(e.value)
+  assert "\n" not in msg and "asset 'bigbench'" in msg and "no registry serves it" in msg
+  assert "W2S_BIGBENCH_SDIST=PATH" in msg and "--config.task.name" in msg
+
+
 def test_pinned_hash_and_member_list():
-  assert len(bigbench.SHA256) == 64
+  assert len(assets.ASSETS["bigbench"].sha256) == 64
   assert {"strategyqa", "social_iqa", "vitaminc_fact_verification"} <= set(bigbench.MEMBERS)

@@ -9,6 +9,7 @@ from w2s_jax.data import chat, tasks
 from w2s_jax.data.tokenizers import HFTokenizer, TransformersTokenizer, get_tokenizer
 from w2s_jax.errors import ConfigError, DataError
 from w2s_jax.models import gguf_checkpoint as gc
+from tests.conftest import task_cfg
 
 TWO_TURNS = [{"role": "user", "content": "What is 2 + 2?"},
              {"role": "assistant", "content": "4, \"of course\" <b>&</b>"}]
@@ -31,13 +32,6 @@ def smol():
 @pytest.fixture
 def unbound(monkeypatch):
   monkeypatch.setattr(chat, "_bound_spec", None)
-
-
-def task_cfg(name, **kw):
-  c = config_lib.defaults().task
-  c.name = name
-  c.update(kw)
-  return c
 
 
 @pytest.mark.parametrize("msgs, gen", [

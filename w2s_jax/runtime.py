@@ -30,12 +30,13 @@ jax.monitoring.register_event_duration_secs_listener(
 
 def enable_compilation_cache() -> str:
   """JAX's persistent compilation cache under the cache folder (W2S_CACHE, default
-  ~/.cache/w2s_jax/xla): a program compiled once is loaded, not compiled, by later stages,
-  processes and runs with the same shapes. W2S_COMPILATION_CACHE=0 switches it off."""
+  ~/.cache/w2s_jax/xla; W2S_XLA_CACHE names another folder): a program compiled once is loaded,
+  not compiled, by later stages, processes and runs with the same shapes. It holds no data, so
+  CI keeps it while it empties the asset cache. W2S_COMPILATION_CACHE=0 switches it off."""
   if os.environ.get("W2S_COMPILATION_CACHE", "1") == "0":
     return ""
   from w2s_jax import fetch  # noqa: PLC0415
-  path = fetch.cache_dir("xla")
+  path = os.environ.get("W2S_XLA_CACHE") or fetch.cache_dir("xla")
   if jax.config.jax_compilation_cache_dir != path:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

