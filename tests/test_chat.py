@@ -34,6 +34,7 @@ def unbound(monkeypatch):
   monkeypatch.setattr(chat, "_bound_spec", None)
 
 
+@pytest.mark.asset
 @pytest.mark.parametrize("msgs, gen", [
     (TWO_TURNS, False),
     (TWO_TURNS[:1], True),
@@ -90,6 +91,7 @@ def test_default_output_is_the_plain_text_of_before():
   assert ((a, b) if y else (b, a)) == (HH_ROWS[0]["chosen"], HH_ROWS[0]["rejected"])
 
 
+@pytest.mark.asset
 @pytest.mark.parametrize("option", [GGUF, "model"])
 def test_ultrafeedback_pairs_share_the_templated_prompt(smol, option, unbound):
   t, ht = smol
@@ -175,6 +177,7 @@ def hf_folder(tmp_path_factory):
   return folder
 
 
+@pytest.mark.asset
 def test_hf_folder_without_tokenizer_json_loads_through_transformers(hf_folder, smol, unbound):
   t, ht = smol
   tok = get_tokenizer(f"hf:{hf_folder}")
@@ -193,6 +196,7 @@ def test_hf_folder_without_tokenizer_json_loads_through_transformers(hf_folder, 
   chat.template_of.cache_clear()
 
 
+@pytest.mark.asset
 def test_a_text_opening_with_bos_gets_no_second_one():
   from tokenizers.processors import TemplateProcessing  # noqa: PLC0415
   raw = gc.tokenizer("smollm2-135m")
@@ -204,6 +208,7 @@ def test_a_text_opening_with_bos_gets_no_second_one():
   assert ids[0] == 1 and ids[1] != 1
 
 
+@pytest.mark.asset
 def test_templated_pairs_through_load_splits(tmp_path, unbound):
   """ultrafeedback from JSONL with the run's GGUF tokenizer and "model": every text of both
   sides opens with the template's <|im_start|> (id 1) and the pair shares its prompt tokens."""

