@@ -20,7 +20,7 @@ import time
 import numpy as np
 from etils import epath
 
-from w2s_jax import files, metrics, stages
+from w2s_jax import files, metrics, stages, summary
 
 log = logging.getLogger("w2s_jax")
 
@@ -272,6 +272,7 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
                             _f(p["ceiling_acc"], ".3f"),
                             _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"),
                             _ci(p["pgr_ci95"])] for p in multi])
+    lines += summary.lines(multi, method_label)
   return "\n".join(lines)
 
 
