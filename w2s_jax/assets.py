@@ -15,6 +15,7 @@ import argparse
 import glob
 import importlib.util
 import os
+import shutil
 import sys
 from typing import NamedTuple
 
@@ -114,17 +115,16 @@ def folder(name: str, knob: str = "") -> str:
   local = os.environ.get(a.local_env) if a.local_env else ""
   try:
     if local:
-      n = fetch.extract(local, out, wanted, lambda m: m)
+      n = fetch.extract(local, out, wanted)
     elif a.kind == "local" and not os.environ.get("W2S_ASSET_DIR"):
       raise fetch.FetchFailed("no registry serves it any more")
     else:
-      n = fetch.members(a.kind, a.spec, a.file, a.sha256, out, wanted, lambda m: m)
+      n = fetch.members(a.kind, a.spec, a.file, a.sha256, out, wanted)
   except (fetch.FetchFailed, OSError) as e:
     drop = f"; or drop it: {knob}" if knob else ""
     raise AssetError(f"asset {name!r} ({a.what}) cannot be had: sought {_source(name)} into "
                      f"{out}: {e}. {_how_to_supply(name)}{drop}") from None
   if not n:
-    import shutil  # noqa: PLC0415
     shutil.rmtree(out, ignore_errors=True)
     raise AssetError(f"asset {name!r}: {local or a.file} holds none of {list(a.members)}")
   return out

