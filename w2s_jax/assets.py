@@ -28,7 +28,7 @@ class Asset(NamedTuple):
   spec: str  # what the registry client is asked for
   file: str  # the package file
   sha256: str
-  size: int  # bytes of the package file
+  size: int  # bytes of the package file (0: not known here)
   members: tuple  # the package paths kept (a member is kept when it starts with one of them)
   licence: str
   what: str
@@ -79,7 +79,8 @@ ASSETS = {
         "local", "bigbench 1.0.0 sdist", "bigbench-1.0.0.tar.gz",
         "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", 0,
         tuple(BIGBENCH.format(t) for t in BIGBENCH_TASKS), "Apache-2.0",
-        "BIG-bench task files (bigbench-* tasks, chess eval set bigbench-checkmate_in_one)",
+        "BIG-bench task files (bigbench-* tasks, chess eval set bigbench-checkmate_in_one); "
+        "PyPI serves only bigbench 0.0.1 now, so a local copy only (about 358 MB)",
         local_env="W2S_BIGBENCH_SDIST"),
 }
 
@@ -95,7 +96,7 @@ def cached(name: str) -> bool:
 def _source(name: str) -> str:
   a = ASSETS[name]
   return {"pypi": f"PyPI {a.spec}", "debian": f"Debian {a.spec}",
-          "local": f"local only: {a.spec} (gone from PyPI)"}[a.kind]
+          "local": f"local only ({a.spec})"}[a.kind]
 
 
 def _how_to_supply(name: str) -> str:
@@ -222,7 +223,7 @@ def table(users: dict) -> str:
   head = f"{'asset':13} {'source':40} {'file':38} {'MB':>5} {'cached':6} sha256 / licence / used by"
   lines = [head, "-" * len(head)]
   for name, a in ASSETS.items():
-    size = f"{a.size / 1e6:5.1f}" if a.size else "  358"
+    size = f"{a.size / 1e6:5.1f}" if a.size else "?"
     lines.append(f"{name:13} {_source(name)[:40]:40} {a.file:38} {size:>5} "
                  f"{'yes' if cached(name) else 'no':6} {a.sha256}")
     lines.append(f"{'':13} {a.what}; licence: {a.licence}")
