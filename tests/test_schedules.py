@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, config as config_lib, loop, pipeline, runtime, sharding, stages, \
-    train
+from w2s_jax import checkpoint, config as config_lib, loop, pipeline, report, runtime, sharding, \
+    stages, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -88,6 +88,16 @@ def test_student_schedule_and_early_stopping_on_weak_labels(tmp_path, nlp_config
   # The student never trains on the held-out rows: B's first 256 of 320.
   assert spec["data"] == data.keys["b_student"] and len(data.sets["b_student"]) == 256
   np.testing.assert_array_equal(data.sets["b_val"].tokens, data.splits.b.tokens[256:])
+  assert row["oracle"] is False and "oracle" not in report.tables(
+      json.loads((tmp_path / "results.json").read_text()))
+  # Selected on ground truth instead: an analysis, marked in the table (and the figures' labels).
+  cfg.early_stopping.oracle = True
+  (oracle,) = pipeline.run(cfg, str(tmp_path))
+  assert oracle["oracle"] is True and oracle["stage_keys"]["weak"] == row["stage_keys"]["weak"]
+  assert store.metrics("train", oracle["stage_keys"]["student"])["best_step"] in (7, 14)
+  table = report.tables(json.loads((tmp_path / "results.json").read_text()))
+  assert report.method_label(oracle) == "xent (oracle-selected)" != report.method_label(row)
+  assert "xent (oracle-selected)" in table
 
 
 def test_one_pass_gives_every_depths_features(small_task):

@@ -391,6 +391,9 @@ class Builder:
           "setting": "classification",
           "task": cfg.task.name, "data_key": data.keys["test"], "weak": weak_name,
           "strong": strong_name, "loss": loss, "seed": seed, "gft": gft, **scores,
+          # A student kept at the step that scored best on ground truth: an analysis (it reads
+          # labels a weak-to-strong user does not have), marked in every table and figure.
+          "oracle": bool(cfg.early_stopping.enabled and cfg.early_stopping.oracle),
           "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),
           "zero_shot": zero,
           "weak_label_acc": store.metrics("predict", weak_labels.key)["acc"],

@@ -173,8 +173,9 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
   for (pool, _), rs in groups.items():
     rs = sorted(rs, key=lambda r: r["seed"])
     runs = [[_correct(store, r["predict_keys"][n]) for n in ROLES] for r in rs]
-    keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "method", "rung",
-            "params", "prior", "chance", "n_test", "zero_shot", "legal_mask", "recipe", "variant")
+    keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "oracle", "method",
+            "rung", "params", "prior", "chance", "n_test", "zero_shot", "legal_mask", "recipe",
+            "variant")
     out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
                 "seed_list": [r["seed"] for r in rs],
                 **metrics.pooled_pgr(runs, samples=samples)})
@@ -230,8 +231,10 @@ def _ci(ci):
 
 
 def method_label(r) -> str:
-  """A row's loss, "+gft", and its recipe's variant where its pool holds several."""
+  """A row's loss, "+gft", "(oracle-selected)" for a student selected on ground truth, and its
+  recipe's variant where its pool holds several."""
   return r["loss"] + ("+gft" if r.get("gft") else "") + (
+      " (oracle-selected)" if r.get("oracle") else "") + (
       f" [{r['variant']}]" if r.get("variant") else "")
 
 
