@@ -152,20 +152,20 @@ def needed(configs) -> dict:
     for n in names:
       out.setdefault(n, knob)
 
-  def checkpoint(spec, knob):
+  def checkpoint(spec, key):
     name = spec.split("@")[0]
     if name.startswith("gguf:") and name[5:] in gguf_checkpoint.KNOWN:
-      add([gguf_checkpoint.KNOWN[name[5:]]["asset"]], knob)
+      add([gguf_checkpoint.KNOWN[name[5:]]["asset"]], f"--config.{key} (here {spec!r})")
 
   for c in configs:
-    checkpoint(c.tokenizer, f"--config.tokenizer={c.tokenizer}")
+    checkpoint(c.tokenizer, "tokenizer")
     if c.experiment == "chess":
       if c.chess.puzzles in puzzles.ASSETS:
         add([puzzles.ASSETS[c.chess.puzzles]], "--config.chess.puzzles=lichess:PATH")
       for s in c.chess.eval_sets:
         add([puzzles.ASSETS[s]] if s in puzzles.ASSETS else [], "--config.chess.eval_sets=()")
-      for rung in [r for _, r in sorted(c.ladder.items())]:
-        checkpoint(rung.get("init", ""), "config.ladder")
+      for k, rung in sorted(c.ladder.items()):
+        checkpoint(rung.get("init", ""), f"ladder.{k}.init")
     else:
       task = c.task.name
       if task in tasks.all_tasks():
@@ -174,7 +174,7 @@ def needed(configs) -> dict:
         if e in tasks.TASKS:
           add(tasks.get(e).assets, "--config.eval_tasks=()")
     for role in ("weak", "strong"):
-      checkpoint(c[role].init, f"--config.{role}.init")
+      checkpoint(c[role].init, f"{role}.init")
   return out
 
 
