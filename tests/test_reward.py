@@ -122,12 +122,13 @@ def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
   stage = builder.gft(rm_config.strong, 0)
   rng = np.random.default_rng(0)
   data = builder.data
-  a, b = data.sets["a_strong"], data.sets["b_strong"]
-  data.sets["a_strong"] = data_lib.Dataset(a.tokens, a.lengths, rng.permutation(a.labels))
-  data.sets["b_strong"] = data_lib.Dataset(b.tokens, b.lengths, 1 - b.labels)
+  a, b = data.sets(0)["a_strong"], data.sets(0)["b_strong"]
   relabelled = pipeline.Builder(rm_config, runtime.Runtime(rm_config, str(tmp_path / "b")),
                                 graph.Graph())
-  relabelled.data = data
+  pool = relabelled.data.pool
+  relabelled.data.pool = data_lib.Dataset(pool.tokens, pool.lengths, rng.permutation(pool.labels))
+  relabelled.data._seeds = {}  # cut again from the relabelled pool
+  assert (relabelled.data.sets(0)["b_strong"].labels != b.labels).any()
   assert relabelled.gft(rm_config.strong, 0).key == stage.key
   graph.execute(builder.graph, rt.store)
   assert rt.store.metrics("gft", stage.key)["texts"] == 2 * (len(a) + len(b))

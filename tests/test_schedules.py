@@ -67,7 +67,7 @@ def test_early_stopping_keeps_the_best_step_and_survives_a_resume(small_task, tm
 
 
 @pytest.mark.slow
-def test_student_schedule_and_early_stopping_on_weak_labels(tmp_path, nlp_config):
+def test_every_role_is_selected_alike_on_its_own_held_out_rows(tmp_path, nlp_config):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test = 640, 128
   cfg.losses, cfg.train.epochs = ("xent",), 1.0
@@ -78,16 +78,28 @@ def test_student_schedule_and_early_stopping_on_weak_labels(tmp_path, nlp_config
   store = stages.StageStore(str(tmp_path))
   student = store.metrics("train", row["stage_keys"]["student"])
   ceiling = store.metrics("train", row["stage_keys"]["ceiling"])
-  assert student["steps"] == 14 and ceiling["steps"] == 10  # 320 rows / 32, one epoch
-  assert [e["step"] for e in student["evals"]] == [7, 14]
-  assert row["early_stopped_step"] in (7, 14) and student["best_step"] == row["early_stopped_step"]
-  assert {"val_weak_auroc", "val_gt_acc", "test_gt_acc"} <= set(student["evals"][0])
-  spec = json.loads((tmp_path / "stages" / f"train-{row['stage_keys']['student']}" /
-                     "spec.json").read_text())
   data = pipeline.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
-  # The student never trains on the held-out rows: B's first 256 of 320.
-  assert spec["data"] == data.keys["b_student"] and len(data.sets["b_student"]) == 256
-  np.testing.assert_array_equal(data.sets["b_val"].tokens, data.splits.b.tokens[256:])
+  keys, sets = data.keys(0), data.sets(0)
+  # One epoch of A's rows before its 64 held-out ones, at batch 32.
+  n = (len(sets["a"]) - 64) // 32
+  assert student["steps"] == 14 and ceiling["steps"] == n
+  assert [e["step"] for e in student["evals"]] == [7, 14]
+  assert [e["step"] for e in ceiling["evals"]] == sorted({*range(7, n + 1, 7), n})
+  for role in ("weak", "ceiling", "student"):
+    m = store.metrics("train", row["stage_keys"][role])
+    assert row["selected_step"][role] == m["best_step"] in [e["step"] for e in m["evals"]]
+  assert {"val_weak_auroc", "val_gt_acc", "test_gt_acc"} <= set(student["evals"][0])
+  assert "val_gt_auroc" in ceiling["evals"][0] and "val_weak_auroc" not in ceiling["evals"][0]
+  spec = lambda role: json.loads((tmp_path / "stages" / f"train-{row['stage_keys'][role]}" /  # noqa: E731
+                                  "spec.json").read_text())
+  # No model trains on its held-out rows: B's last 64 for the student, A's for the weak model
+  # and the ceiling.
+  assert spec("student")["data"] == keys["b_student"] and len(sets["b_student"]) == len(
+      sets["b"]) - 64
+  np.testing.assert_array_equal(sets["b_val"].tokens, sets["b"].tokens[-64:])
+  np.testing.assert_array_equal(sets["a_val"].tokens, sets["a"].tokens[-64:])
+  assert spec("weak")["data"] == spec("ceiling")["data"] == keys["a_train"]
+  assert spec("weak")["early_stopping"]["val"] == keys["a_val"]
   assert row["oracle"] is False and "oracle" not in report.tables(
       json.loads((tmp_path / "results.json").read_text()))
   # Selected on ground truth instead: an analysis, marked in the table (and the figures' labels).
@@ -136,7 +148,7 @@ def test_a_depth_ladder_of_probes_on_one_checkpoint_shares_its_features(tmp_path
   config_lib.validate(cfg, 8)
   (row,) = pipeline.run(cfg, str(tmp_path / "work"))
   kinds = [d.name.split("-")[0] for d in (tmp_path / "work" / "stages").iterdir()]
-  assert kinds.count("features") == 3  # A, B and test, once each for both depths
+  assert kinds.count("features") == 2  # the pool (A and B) and test, once each for both depths
   assert row["weak"].endswith("@1L") and row["params"]["weak"] < row["params"]["strong"]
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import pipeline, sharding, train, zero_shot
+from w2s_jax import metrics, pipeline, sharding, train, zero_shot
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import hf as hf_lib, model_config
@@ -44,7 +44,7 @@ def test_answer_probabilities_are_the_language_model_heads(tiny):
   ds = zero_shot.prompted(_rows(["good film", "bad", "fine day"]), [ord("?") + 3])
   ids = [ord("n") + 3, ord("y") + 3]
   feats = tr.predict(params, ds, 8, (33,), what="features")
-  probs = zero_shot.class_probs(feats, zero_shot.head_columns(tr, params, ids))
+  probs = metrics.softmax(zero_shot.class_logits(feats, zero_shot.head_columns(tr, params, ids)))
   logits, _ = tr.merge(params).prefill(ds.tokens, ds.lengths, 34)
   expect = jax.nn.softmax(np.asarray(logits)[:, ids], -1)
   np.testing.assert_allclose(probs, expect, atol=1e-5)
@@ -59,7 +59,7 @@ def test_pair_preference_is_the_likelihood_gap(tiny):
   pairs = data_lib.Dataset(np.stack([texts.tokens[[0, 0]], texts.tokens[[1, 2]]], -1),
                            np.stack([texts.lengths[[0, 0]], texts.lengths[[1, 2]]], -1),
                            np.int32([1, 0]))
-  probs = zero_shot.pair_probs(tr, params, pairs, 4, (32,))
+  probs = metrics.softmax(zero_shot.pair_logits(tr, params, pairs, 4, (32,)))
   model = tr.merge(params)
 
   def loglik(row):

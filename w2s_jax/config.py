@@ -56,8 +56,13 @@ def ladder_rungs(cfg) -> list:
 def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.experiment = "nlp"  # nlp (weak -> strong on a classification task) | chess (a ladder)
-  c.seeds = (0,)  # one result row per seed: model init and data order
-  c.data_seed = 0  # the A/B/test split and subsampling (the same for every seed)
+  c.seeds = (0,)  # replicate seeds: one result row each
+  # What a seed changes. split: its own A/B split of the training rows (chess: its own weak and
+  # transfer slices), hence its own weak model and weak labels, besides init and batch order;
+  # the test rows stay fixed. batch_order: init and batch order only, on one shared split (an
+  # interval over such seeds leaves out which rows the weak model saw).
+  c.seed_scope = "split"
+  c.data_seed = 0  # the test rows, subsampling, and the shared split of seed_scope batch_order
   c.tokenizer = "byte"  # byte | file:PATH | hf:ORG/NAME
   c.max_len = 1024  # longer examples are dropped and counted, not truncated
   c.eval_max_len = 0  # the same for the rows of `eval_tasks` (0: max_len)
@@ -133,11 +138,13 @@ def defaults() -> ml_collections.ConfigDict:
   # every point of `grid`, a tuple of ("dotted.key", (values, ...)). Losses and seeds are swept
   # by `losses` and `seeds`. Stages shared by several points are trained once.
   c.sweep = ml_collections.ConfigDict(dict(models=(), grid=()))
-  # Early stopping of the students on WEAK labels (what a real weak-to-strong user has): the
-  # last `val_rows` rows of B (0: a tenth of the students' rows) are held out from the students'
-  # training, and every `every` steps the student is scored against the weak labels there
-  # (metric auroc | acc | loss); the best step's parameters are kept. `oracle` selects on those
-  # rows' ground truth instead: an analysis, not a method.
+  # Model selection, one rule for every role: each trained model holds out the last `val_rows`
+  # rows of its own training data (0: a tenth of the students' rows), is scored there every
+  # `every` steps (metric auroc | acc | loss) and keeps its best step's parameters. The weak
+  # model and the ceiling are scored against A's ground truth, a student against B's WEAK labels
+  # (what a real weak-to-strong user has). `oracle` scores students against those rows' ground
+  # truth instead: an analysis, not a method (marked in every table). Disabled, every role
+  # trains to its schedule's last step.
   c.early_stopping = ml_collections.ConfigDict(dict(
       enabled=False, val_rows=0, every=50, metric="auroc", oracle=False))
   c.curves_every = 0  # > 0: every trained model is scored on test every N steps (the curves)
@@ -346,6 +353,7 @@ def validate(cfg, n_devices: int, devices=None) -> None:
            len(set(cfg.seeds)) == len(cfg.seeds), "seeds",
            f"a tuple of distinct ints >= 0, e.g. (0, 1, 2); got {tuple(cfg.seeds)!r}")
   _check_ranges(cfg, RANGES)
+  _require(cfg.seed_scope in ("split", "batch_order"), "seed_scope", "split | batch_order")
   _require(cfg.num_classes == 0 or cfg.num_classes >= 2, "num_classes",
            f"0 (the task's label set) or >= 2, got {cfg.num_classes}")
   for axis in ("data", "fsdp", "tensor"):

@@ -36,14 +36,17 @@ class Stage:
   deps: tuple = ()  # upstream Stages
   cost: str = ""  # a rough cost for the plan (e.g. "40 steps x 32"), not hashed
   seed: int | None = None  # the run seed a per-seed stage was built for (its spec's "seed")
+  # Values of the spec drawn by the seed (its own split's data keys) -> what they stand for
+  # whatever the seed ("a of the pool cut by the seed"): not hashed into the recipe.
+  seeded: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     self.key = stages.stage_key({"kind": self.kind, **self.spec})
     # The key without the run seed, upstream stages entering by their recipes: equal for the
     # seeds of one config, different for two configs (what pools a result row's seeds).
     spec = {k: v for k, v in self.spec.items() if not (k == "seed" and self.seed is not None)}
-    self.recipe = stages.stage_key({"kind": self.kind, **_swap(spec, {d.key: d.recipe
-                                                                       for d in self.deps})})
+    self.recipe = stages.stage_key({"kind": self.kind, **_swap(spec, {
+        **self.seeded, **{d.key: d.recipe for d in self.deps}})})
 
   @property
   def name(self) -> str:

@@ -70,10 +70,13 @@ def resolve_hp(loss_hp: dict, total: int) -> dict:
 
 class Recorder:
   """Per-step metrics of a training loop: non-finite check on every step, and every log_every
-  steps (and the last) a history entry with examples/s and a line for the writer."""
+  steps, or more often where that would leave a curve of fewer than CURVE_POINTS points (and
+  the last step), a history entry with examples/s and a line for the writer."""
+  CURVE_POINTS = 20
 
   def __init__(self, tcfg, total: int, label: str, writer=None):
     self.tcfg, self.total, self.label, self.writer = tcfg, total, label, writer
+    self.every = max(1, min(tcfg.log_every, total // self.CURVE_POINTS))
     self.history, self.t_log, self.n_log = [], time.time(), 0
 
   def record(self, item) -> None:
@@ -83,7 +86,7 @@ class Recorder:
     if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
       raise NonFiniteLoss(f"{self.label}: non-finite loss {m['loss']} (gradient norm "
                           f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
-    if step % self.tcfg.log_every == 0 or step == self.total - 1:
+    if step % self.every == 0 or step == self.total - 1:
       now = time.time()
       m.update(step=step, examples_per_s=self.n_log / max(now - self.t_log, 1e-9))
       self.history.append(m)
@@ -323,7 +326,7 @@ def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss
   rec, t0 = Recorder(tcfg, total, label, writer), time.time()
   evals, best, best_value, best_step = [], None, float("nan"), -1
   # Chunks end where the host has work: a log line (its rate stays true) or an evaluation.
-  every = math.gcd(tcfg.log_every, evaluation.every) if evaluation else tcfg.log_every
+  every = math.gcd(rec.every, evaluation.every) if evaluation else rec.every
   i = 0
   while i < total:
     k = min(every - i % every, total - i)
@@ -344,5 +347,5 @@ def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss
                    best_step if best is not None else -1)
 
 
-def probe_predict(params: dict, features: np.ndarray) -> np.ndarray:
-  return np.asarray(jax.nn.softmax(features @ params["cls_head"], -1))
+def probe_logits(params: dict, features: np.ndarray) -> np.ndarray:
+  return np.asarray(features @ np.asarray(params["cls_head"]), np.float32)

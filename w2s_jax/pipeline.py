@@ -25,32 +25,36 @@ from w2s_jax.graph import Output, Stage
 log = logging.getLogger("w2s_jax")
 
 
+# The splits a replicate seed cuts from the pool (A, B and what is taken of them); the others
+# (test, the zero-shot prompts, eval sets) are one for every seed.
+SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student", "b_val")
+
+
 class Data:
-  """The splits of one (task, tokenizer, lengths, data seed): shared by a sweep's configs."""
+  """The rows of one (task, tokenizer, lengths, data seed), shared by a sweep's configs, and each
+  replicate seed's cut of them (`sets(seed)`).
+
+  With seed_scope "split" a seed draws its own A/B halves of the pool (so its own weak model and
+  weak labels); with "batch_order" every seed shares the data_seed halves. The strong models may
+  train on the first `task.n_strong_train` rows of A and B only. With model selection
+  (early_stopping.enabled) each role holds out the last rows of its own training data: the weak
+  model and the ceiling A's (`a_val`, ground truth), the students B's (`b_val`, weak labels)."""
 
   def __init__(self, cfg):
     self.tokenizer = get_tokenizer(cfg.tokenizer)
     self.splits = data_lib.load_splits(cfg.task, self.tokenizer, cfg.max_len, cfg.data_seed)
     self.pairwise = tasks.get(cfg.task.name).kind == "pairwise"
     self.num_classes = cfg.num_classes or len(self.splits.labels)
-    self.sets = {"a": self.splits.a, "b": self.splits.b, "test": self.splits.test}
-    n = cfg.task.n_strong_train
-    for name in ("a", "b"):
-      ds = self.sets[name]
-      self.sets[f"{name}_strong"] = ds.take(np.arange(min(n, len(ds)))) if n else ds
-    # Early stopping holds out B's last rows (scored against their weak labels); the students
-    # train on the strong rows of B before them.
-    self.n_val = 0
-    if cfg.early_stopping.enabled:
-      b, m = self.sets["b"], len(self.sets["b_strong"])
-      self.n_val = cfg.early_stopping.val_rows or max(1, m // 10)
-      if self.n_val >= len(b):
-        raise ConfigError(f"config key 'early_stopping.val_rows': {self.n_val} rows of B's "
-                          f"{len(b)} leave none for the students")
-      self.sets["b_val"] = b.take(np.arange(len(b) - self.n_val, len(b)))
-      self.sets["b_student"] = b.take(np.arange(min(m, len(b) - self.n_val)))
-    else:
-      self.sets["b_student"] = self.sets["b_strong"]
+    self.data_seed, self.per_seed = cfg.data_seed, cfg.seed_scope == "split"
+    self.n_strong, self.select = cfg.task.n_strong_train, cfg.early_stopping.enabled
+    self.pool = self.splits.pool
+    self.shared = {"test": self.splits.test, "pool": self.pool}
+    half, m = len(self.splits.a), len(self.splits.b)
+    m = min(self.n_strong, m) if self.n_strong else m
+    self.n_val = (cfg.early_stopping.val_rows or max(1, m // 10)) if self.select else 0
+    if self.n_val >= half:
+      raise ConfigError(f"config key 'early_stopping.val_rows': {self.n_val} held-out rows of "
+                        f"A's and B's {half} leave none to train on")
     # The zero-shot baseline: the test rows with the task's prompt appended (classification), or
     # the pairs themselves scored by likelihood (pairwise).
     self.widths = {}  # split -> its rows' padded width, where that exceeds max_len
@@ -61,23 +65,63 @@ class Data:
     elif not self.pairwise:
       suffix, words = task.zero_shot
       self.answer_ids, self.zero_shot_why = zs_lib.answer_tokens(self.tokenizer, words)
-      ds = zs_lib.prompted(self.sets["test"], zs_lib.bare_tokens(self.tokenizer, suffix))
-      self.sets["zs_test"] = ds
+      ds = zs_lib.prompted(self.shared["test"], zs_lib.bare_tokens(self.tokenizer, suffix))
+      self.shared["zs_test"] = ds
       self.widths["zs_test"] = ds.tokens.shape[1]
     for name in cfg.eval_tasks:
-      self.sets[f"eval:{name}"] = data_lib.load_eval(name, cfg.task, self.tokenizer,
-                                                     cfg.eval_max_len or cfg.max_len)
-    self.keys = {name: ds.key() for name, ds in self.sets.items()}
-    log.info("data %s: A %d, B %d, test %d examples (dropped as too long: %s); strong models "
-             "train on %d of A and %d of B; %d classes", cfg.task.name, len(self.splits.a),
-             len(self.splits.b), len(self.splits.test), self.splits.dropped,
-             len(self.sets["a_strong"]), len(self.sets["b_strong"]), self.num_classes)
+      self.shared[f"eval:{name}"] = data_lib.load_eval(name, cfg.task, self.tokenizer,
+                                                       cfg.eval_max_len or cfg.max_len)
+    self.shared_keys = {name: ds.key() for name, ds in self.shared.items()}
+    self._seeds = {}
+    log.info("data %s: A %d, B %d, test %d examples (dropped: %s); strong models train on %d "
+             "of A and %d of B; %d held out for model selection; %d classes; %s",
+             cfg.task.name, half, len(self.splits.b), len(self.splits.test), self.splits.dropped,
+             len(self.rows(cfg.seeds[0])["a_strong"]), len(self.rows(cfg.seeds[0])["b_student"]),
+             self.n_val, self.num_classes, "A/B drawn per seed" if self.per_seed else
+             "one A/B split for every seed")
+
+  def rows(self, seed: int) -> dict:
+    """Split name -> the pool rows it holds, for `seed` (SEED_SPLITS)."""
+    seed = seed if self.per_seed else None
+    if seed not in self._seeds:
+      a, b = data_lib.seed_halves(len(self.pool), self.data_seed, seed)
+      fit = len(a) - self.n_val  # rows before the held-out ones
+      strong = lambda idx: idx[:min(self.n_strong, fit) if self.n_strong else fit]  # noqa: E731
+      rows = {"a": a, "b": b, "a_train": a[:fit], "a_val": a[fit:], "a_strong": strong(a),
+              "b_strong": b[:self.n_strong] if self.n_strong else b, "b_student": strong(b),
+              "b_val": b[fit:]}
+      sets = {name: self.pool.take(idx) for name, idx in rows.items()}
+      self._seeds[seed] = (rows, sets, {name: ds.key() for name, ds in sets.items()})
+    return self._seeds[seed][0]
+
+  def sets(self, seed: int) -> dict:
+    """Split name -> Dataset: the seed's cut of the pool and the shared splits."""
+    self.rows(seed)
+    return {**self._seeds[seed if self.per_seed else None][1], **self.shared}
+
+  def keys(self, seed: int) -> dict:
+    self.rows(seed)
+    return {**self._seeds[seed if self.per_seed else None][2], **self.shared_keys}
+
+  def seeded(self, seed: int) -> dict:
+    """The seed's own split keys -> what they stand for whatever the seed (Stage.seeded), so
+    that the seeds of one config share a recipe and pool."""
+    if not self.per_seed:
+      return {}
+    pool = self.shared_keys["pool"]
+    return {key: f"{name} of pool {pool} cut by the seed"
+            for name, key in self._seeds_keys(seed).items()}
+
+  def _seeds_keys(self, seed: int) -> dict:
+    self.rows(seed)
+    return self._seeds[seed if self.per_seed else None][2]
 
 
 def data_for(cfg, rt) -> Data:
   es = cfg.early_stopping
   key = ("classification", cfg.task.to_json(), cfg.tokenizer, cfg.max_len, cfg.eval_max_len,
-         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled and es.val_rows)
+         cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled,
+         es.val_rows if es.enabled else 0, cfg.seed_scope)
   return rt.memo(key, lambda: Data(cfg))
 
 
@@ -107,46 +151,52 @@ class Builder:
 
   # ----------------------------------------------------------------------------- stages
   def features(self, spec, seed: int, split: str) -> Stage:
-    """The untrained model's last-token features on a split (what a linear probe reads). With
-    `features_all_layers`, the full-depth model's features after every layer, so that probes
-    on any depth (model n_layers) of one checkpoint share one forward pass."""
+    """The untrained model's last-token features on a split (what a linear probe reads): a
+    split cut from the pool reads the features of the whole pool, computed once for every seed
+    (`probe_inputs` takes its rows). With `features_all_layers`, the full-depth model's
+    features after every layer, so that probes on any depth (model n_layers) of one checkpoint
+    share one forward pass."""
     all_layers = self.cfg.features_all_layers
     if all_layers:
       spec = spec.copy_and_resolve_references()
       spec.n_layers = 0
+    source = "pool" if split in SEED_SPLITS else split
     ident = self.identity(spec)
     del ident["mode"]
     s = {"model": ident, "seed": seed if spec.init == "scratch" else None,
-         "data": self.data.keys[split], "layers": "all" if all_layers else "last"}
+         "data": self.data.shared_keys[source], "layers": "all" if all_layers else "last"}
+    ds = self.data.shared[source]
 
     def run():
       tr = self.trainer(spec)
       params = models.initial_params(spec.init, tr, seed)
-      x = tr.predict(params, self.data.sets[split], self.cfg.train.eval_batch_size,
-                     tuple(self.cfg.train.buckets) + ((self.data.widths[split],)
-                                                      if split in self.data.widths else ()),
+      x = tr.predict(params, ds, self.cfg.train.eval_batch_size,
+                     tuple(self.cfg.train.buckets) + ((self.data.widths[source],)
+                                                      if source in self.data.widths else ()),
                      what="layers" if all_layers else "features")
       # Every layer's features in half precision: N x L x d per split is the memory they take.
       out = {"layers": x.astype(np.float16)} if all_layers else {"x": x}
       return Output(arrays=out, metrics={"rows": len(x)})
-    return self.graph.add(Stage("features", s, f"features:{models.display_name(spec)}:{split}",
-                                run, cost=f"{len(self.data.sets[split])} rows", seed=seed))
+    return self.graph.add(Stage("features", s, f"features:{models.display_name(spec)}:{source}",
+                                run, cost=f"{len(ds)} rows", seed=seed))
 
-  def probe_inputs(self, spec, feats: Stage) -> np.ndarray:
-    """What `spec`'s probe reads of a features stage: its depth's features, fp32 [N, d]."""
+  def probe_inputs(self, spec, feats: Stage, seed: int = 0, split: str = "") -> np.ndarray:
+    """What `spec`'s probe reads of a features stage: its depth's features, fp32 [N, d]; for a
+    split cut from the pool, that split's rows for `seed`."""
     arrays = self.rt.store.arrays("features", feats.key)
-    if "x" in arrays:
-      return arrays["x"]
-    return arrays["layers"][:, self.model_cfg(spec).n_layers - 1].astype(np.float32)
+    x = arrays["x"] if "x" in arrays else arrays["layers"][:, self.model_cfg(spec).n_layers - 1]
+    if split in SEED_SPLITS:
+      x = x[self.data.rows(seed)[split]]
+    return x.astype(np.float32)
 
   def gft(self, spec, seed: int) -> Stage:
     """Generative fine-tuning: next-token loss on the strong rows' texts (labels never read)."""
     g = self.cfg.generative_finetune
     prefix = g.texts == "prefix"
-    texts, targets = self.rt.memo(("gft texts", self.data.keys["a_strong"],
-                                   self.data.keys["b_strong"], prefix), lambda: data_lib.text_rows(
-                                       self.data.sets["a_strong"], self.data.sets["b_strong"],
-                                       prefix_only=prefix))
+    keys, sets = self.data.keys(seed), self.data.sets(seed)
+    texts, targets = self.rt.memo(("gft texts", keys["a_strong"], keys["b_strong"], prefix),
+                                  lambda: data_lib.text_rows(sets["a_strong"], sets["b_strong"],
+                                                             prefix_only=prefix))
     mc = self.model_cfg(spec)
     tcfg = train.with_overrides(self.cfg.train, epochs=g.epochs, micro_batch_size=0,
                                 batch_size=g.batch_size or self.cfg.train.batch_size)
@@ -166,7 +216,10 @@ class Builder:
           "steps": result.steps, "texts": len(texts), "train_seconds": result.seconds,
           "first_train_loss": result.history[0]["loss"],
           "final_train_loss": result.history[-1]["loss"]})
-    stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts", seed=seed))
+    seeded = {texts.key(): f"texts of a_strong, b_strong of pool {self.data.shared_keys['pool']} "
+              "cut by the seed"} if self.data.per_seed else {}
+    stage = self.graph.add(Stage("gft", s, label, run, cost=f"{len(texts)} texts", seed=seed,
+                                 seeded=seeded))
     return stage
 
   def zero_shot(self, spec, seed: int) -> Stage | None:
@@ -178,72 +231,80 @@ class Builder:
     ident = self.identity(spec)
     del ident["mode"]  # a probe and a fine-tuned model of one checkpoint start alike
     feats = None if d.pairwise else self.features(spec, seed, "zs_test")
-    s = {"model": ident, "data": d.keys["test"],
-         "how": "likelihood" if d.pairwise else {"answers": d.answer_ids, "prompt": feats.key}}
+    s = {"model": ident, "data": d.shared_keys["test"],
+         "how": "likelihood" if d.pairwise else {"answers": d.answer_ids, "prompt": feats.key},
+         "what": "logits"}
     t = self.cfg.train
 
     def run():
       tr = self.trainer(spec)
       if d.pairwise:
-        probs = zs_lib.pair_probs(tr, models.initial_params(spec.init, tr, seed), d.sets["test"],
-                                  t.eval_batch_size, t.buckets)
+        logits = zs_lib.pair_logits(tr, models.initial_params(spec.init, tr, seed),
+                                    d.shared["test"], t.eval_batch_size, t.buckets)
       else:
         cols = self.rt.memo(("answer columns", spec.init, tuple(d.answer_ids)),
                             lambda: zs_lib.head_columns(
                                 tr, models.initial_params(spec.init, tr, seed), d.answer_ids))
-        probs = zs_lib.class_probs(self.probe_inputs(spec, feats), cols,
-                                   self.model_cfg(spec).final_softcap)
-      labels = d.sets["test"].labels
+        logits = zs_lib.class_logits(self.probe_inputs(spec, feats), cols,
+                                     self.model_cfg(spec).final_softcap)
+      labels, probs = d.shared["test"].labels, metrics.softmax(logits)
       correct = probs.argmax(-1) == labels
-      return Output(arrays={"probs": probs, "correct": correct, "labels": labels}, metrics={
-          "acc": float(correct.mean()), "auroc": metrics.auroc(probs, labels),
+      return Output(arrays={"logits": logits, "probs": probs, "correct": correct,
+                            "labels": labels}, metrics={
+          "acc": float(correct.mean()), "auroc": metrics.auroc(logits, labels),
           "acc_ci95": metrics.accuracy_interval(correct)})
     return self.graph.add(Stage("zero_shot", s, f"zero_shot:{models.display_name(spec)}:test",
-                                run, (feats,) if feats else (), cost=f"{len(d.sets['test'])} rows"))
+                                run, (feats,) if feats else (),
+                                cost=f"{len(d.shared['test'])} rows"))
 
   def train(self, spec, seed: int, split: str, labels: Stage | None, loss: str, *, role: str,
             init: Stage | None = None) -> Stage:
     """`spec` trained on `split` with ground truth (labels None) or a predict stage's soft
-    labels (its first len(split) rows: a_strong / b_strong are prefixes), for the schedule of
-    `role` (weak, ceiling, student); the role itself is not hashed, so a model trained alike in
-    two roles is one stage."""
+    labels (of B: b_student is its first rows), for the schedule of `role` (weak, ceiling,
+    student); the role itself is not hashed, so a model trained alike in two roles is one
+    stage. With early_stopping every role keeps its best evaluated step on its own held-out
+    rows: A's last rows' ground truth for a model trained on ground truth, B's last rows' weak
+    labels for a student."""
     mc = self.model_cfg(spec)
     hp = rt_lib.loss_hp(self.cfg, loss, models.param_count(mc))
     lr = rt_lib.learning_rate(self.cfg.train, mc, spec)
     tcfg, steps = rt_lib.role_schedule(self.cfg, role, spec)
+    keys = self.data.keys(seed)
     deps = [d for d in (labels, init) if d is not None]
     probe = spec.mode == "probe"
-    feats = self.features(spec, seed, split.split("_")[0]) if probe else None
+    feats = self.features(spec, seed, split) if probe else None
     if feats is not None:
       deps.append(feats)
-    s = {"model": self.identity(spec), "seed": seed, "data": self.data.keys[split],
+    s = {"model": self.identity(spec), "seed": seed, "data": keys[split],
          "labels": labels.key if labels else "ground truth", "loss": loss, "loss_hp": hp,
          "train": rt_lib.hashed_train(tcfg), "steps": steps, "lr": lr,
          "init": init.key if init else None, "features": feats.key if feats else None}
-    select = role == "student" and self.cfg.early_stopping.enabled
+    select = self.cfg.early_stopping.enabled
     if select:  # what selects the parameters is part of what determines them
-      s["early_stopping"] = {**self.cfg.early_stopping.to_dict(), "val": self.data.keys["b_val"]}
+      es = self.cfg.early_stopping.to_dict()
+      if labels is None:  # ground truth of A's held-out rows: oracle is a student's option
+        del es["oracle"]
+      s["early_stopping"] = {**es, "val": keys["a_val" if labels is None else "b_val"]}
     if self.cfg.curves_every:
       s["curves_every"] = self.cfg.curves_every
     test_feats = self.features(spec, seed, "test") if probe and (
         select or self.cfg.curves_every) else None
     if test_feats is not None:
       deps.append(test_feats)
-    n = len(self.data.sets[split])
+    n = len(self.data.sets(seed)[split])
     label = ":".join([role, models.display_name(spec), split, loss] +
                      (["gft"] if init is not None else []) + [f"s{seed}"])
 
     def run():
       store, t0 = self.rt.store, time.time()
-      ds = self.data.sets[split]
+      ds = self.data.sets(seed)[split]
       targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
                  store.arrays("predict", labels.key)["probs"][:n])
       fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                  writer=self.rt.stage_writer(stage), label=label, evaluation=self.evaluation(
-                     spec, labels if select else None, feats, test_feats))
+                     spec, seed, select, labels, feats, test_feats))
       if probe:  # the head is small: stored as an array, not a checkpoint
-        x = self.probe_inputs(spec, feats)[:n]
-        result = loop.fit_probe(x, targets, **fit)
+        result = loop.fit_probe(self.probe_inputs(spec, feats, seed, split), targets, **fit)
       else:
         tr = self.trainer(spec)
         start = (self.rt.params("gft", init.key, tr) if init is not None
@@ -265,68 +326,81 @@ class Builder:
       return Output(params=result.params, metrics=m)
     total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))
     stage = self.graph.add(Stage("train", s, label, run, tuple(deps),
-                                 cost=f"{total} steps x {tcfg.batch_size}", seed=seed))
+                                 cost=f"{total} steps x {tcfg.batch_size}", seed=seed,
+                                 seeded=self.data.seeded(seed)))
     return stage
 
-  def evaluation(self, spec, labels: Stage | None, feats: Stage | None,
-                 test_feats: Stage | None):
-    """Periodic scores of a model in training: on test every `curves_every` steps, and for a
-    student with early stopping, against the weak labels (or with `oracle`, the ground truth)
-    of B's held-out rows every `early_stopping.every` steps, selecting on that metric."""
+  def evaluation(self, spec, seed: int, select: bool, labels: Stage | None,
+                 feats: Stage | None, test_feats: Stage | None):
+    """Periodic scores of a model in training: on test every `curves_every` steps (curves,
+    never read by selection), and with `select` on the model's held-out rows every
+    `early_stopping.every` steps, keeping the best step by that metric: against ground truth
+    (a_val) for a model trained on it, against the weak labels of b_val for a student (or with
+    `oracle`, their ground truth: an analysis)."""
     es, store, data = self.cfg.early_stopping, self.rt.store, self.data
-    if labels is None and not self.cfg.curves_every:
+    if not select and not self.cfg.curves_every:
       return None
-    sets = {"test": (data.sets["test"], data.sets["test"].labels, None)}
-    if labels is not None:
-      weak = store.arrays("predict", labels.key)["probs"][-data.n_val:]
-      sets["val"] = (data.sets["b_val"], data.sets["b_val"].labels, weak)
-    if feats is not None:  # a probe: the features of B's last rows and of test
-      x = {"val": self.probe_inputs(spec, feats)[-data.n_val:] if labels else None,
+    sets = data.sets(seed)
+    scored = {"test": (sets["test"], sets["test"].labels, None)}
+    val = "a_val" if labels is None else "b_val"
+    if select:
+      weak = None if labels is None else store.arrays("predict", labels.key)["probs"][
+          -data.n_val:]
+      scored["val"] = (sets[val], sets[val].labels, weak)
+    if feats is not None:  # a probe: the features of the held-out rows and of test
+      x = {"val": self.probe_inputs(spec, feats, seed, val) if select else None,
            "test": self.probe_inputs(spec, test_feats)}
     t = self.cfg.train
 
     def evaluate(params):
       out = {}
-      for name, (ds, truth, weak) in sets.items():
-        probs = (loop.probe_predict(params, x[name]) if feats is not None else
-                 self.trainer(spec).predict(params, ds, t.eval_batch_size, t.buckets))
+      for name, (ds, truth, weak) in scored.items():
+        logits = (loop.probe_logits(params, x[name]) if feats is not None else
+                  self.trainer(spec).predict(params, ds, t.eval_batch_size, t.buckets,
+                                             what="logits"))
+        probs = metrics.softmax(logits)
         out[f"{name}_gt_acc"] = metrics.accuracy(probs, truth)
-        out[f"{name}_gt_auroc"] = metrics.auroc(probs, truth)
+        out[f"{name}_gt_auroc"] = metrics.auroc(logits, truth)
+        out[f"{name}_gt_loss"] = metrics.cross_entropy(logits, truth)
         if weak is not None:
           hard = weak.argmax(-1)
           out[f"{name}_weak_acc"] = metrics.accuracy(probs, hard)
-          out[f"{name}_weak_auroc"] = metrics.auroc(probs, hard)
-          out[f"{name}_weak_loss"] = float(-np.mean(np.sum(weak * np.log(
-              np.clip(probs, 1e-12, 1)), -1)))
+          out[f"{name}_weak_auroc"] = metrics.auroc(logits, hard)
+          out[f"{name}_weak_loss"] = metrics.cross_entropy(logits, weak)
       return out
-    if labels is None:
+    if not select:
       return loop.Evaluation(evaluate, self.cfg.curves_every)
-    metric = f"val_{'gt' if es.oracle else 'weak'}_{es.metric}"
+    truth = labels is None or es.oracle
+    metric = f"val_{'gt' if truth else 'weak'}_{es.metric}"
     return loop.Evaluation(evaluate, es.every, metric, "min" if es.metric == "loss" else "max")
 
   def predict(self, spec, trained: Stage, split: str, seed: int) -> Stage:
-    """Class probabilities of a train stage on a split; with the split's ground truth, the
-    per-row correctness (what pooled intervals resample)."""
+    """Logits and class probabilities of a train stage on a split; with the split's ground
+    truth, the per-row correctness (what pooled intervals resample). AUROC ranks the logit
+    margins: float32 probabilities saturate and tie."""
     probe = spec.mode == "probe"
     feats = self.features(spec, seed, split) if probe else None
-    s = {"train": trained.key, "data": self.data.keys[split], "what": "probs",
+    s = {"train": trained.key, "data": self.data.keys(seed)[split], "what": "logits",
          "features": feats.key if feats else None}
-    ds = self.data.sets[split]
+    ds = self.data.sets(seed)[split]
 
     def run():
       if probe:
         head = {"cls_head": self.rt.store.arrays("train", trained.key)["cls_head"]}
-        probs = loop.probe_predict(head, self.probe_inputs(spec, feats))
+        logits = loop.probe_logits(head, self.probe_inputs(spec, feats, seed, split))
       else:
         tr = self.trainer(spec)
-        probs = tr.predict(self.rt.params("train", trained.key, tr), ds,
-                           self.cfg.train.eval_batch_size, self.cfg.train.buckets)
+        logits = tr.predict(self.rt.params("train", trained.key, tr), ds,
+                            self.cfg.train.eval_batch_size, self.cfg.train.buckets,
+                            what="logits")
+      probs = metrics.softmax(logits)
       correct = probs.argmax(-1) == ds.labels
-      return Output(arrays={"probs": probs, "correct": correct, "labels": ds.labels}, metrics={
-          "acc": float(correct.mean()), "auroc": metrics.auroc(probs, ds.labels)})
+      return Output(arrays={"logits": logits, "probs": probs, "correct": correct,
+                            "labels": ds.labels}, metrics={
+          "acc": float(correct.mean()), "auroc": metrics.auroc(logits, ds.labels)})
     deps = (trained,) + ((feats,) if feats else ())
     return self.graph.add(Stage("predict", s, f"predict:{trained.label}:{split}", run, deps,
-                                cost=f"{len(ds)} rows"))
+                                cost=f"{len(ds)} rows", seeded=self.data.seeded(seed)))
 
   # ------------------------------------------------------------------------------ build
   def build(self) -> None:
@@ -334,7 +408,7 @@ class Builder:
     gft_variants = (False, True) if cfg.generative_finetune.enabled else (False,)
     self._zero = {role: self.zero_shot(cfg[role], cfg.seeds[0]) for role in ("weak", "strong")}
     for seed in cfg.seeds:
-      weak = self.train(cfg.weak, seed, "a", None, "xent", role="weak")
+      weak = self.train(cfg.weak, seed, "a_train", None, "xent", role="weak")
       weak_labels = self.predict(cfg.weak, weak, "b", seed)
       for gft in gft_variants:
         init = self.gft(cfg.strong, seed) if gft else None
@@ -354,11 +428,13 @@ class Builder:
     """Every split a stage trains on or scores holds rows, both classes and one batch."""
     from w2s_jax.data import checks  # noqa: PLC0415
     t, names = self.cfg.train, self.data.splits.labels
-    used = {"a", "b_student", "test", *self.evals} | ({"a_strong"} if self.cfg.task.n_strong_train
-                                                     else set())
-    checks.check_splits({n: self.data.sets[n] for n in used}, self.data.num_classes,
-                        {"a": t.batch_size, "a_strong": t.batch_size, "b_student": t.batch_size},
-                        label_names=names)
+    fitted = ("a_train", "a_strong", "b_student")
+    for seed in self.cfg.seeds if self.data.per_seed else self.cfg.seeds[:1]:
+      sets = self.data.sets(seed)
+      used = {*fitted, "test", *self.evals} | ({"a_val", "b_val"} if self.data.n_val else set())
+      name = (lambda n: f"{n} (seed {seed})") if self.data.per_seed else str  # noqa: E731
+      checks.check_splits({name(n): sets[n] for n in used}, self.data.num_classes,
+                          {name(n): t.batch_size for n in fitted}, label_names=names)
 
   def checkpoints(self) -> list:
     """(init, trainer) of every model that starts from a checkpoint (checked before training)."""
@@ -368,7 +444,7 @@ class Builder:
   def rows(self) -> list[dict]:
     cfg, store, data = self.cfg, self.rt.store, self.data
     weak_name, strong_name = models.display_name(cfg.weak), models.display_name(cfg.strong)
-    labels = data.sets["test"].labels
+    labels = data.shared["test"].labels
     zero = {}  # each model's zero-shot score, or why it has none
     for role, name in (("weak", weak_name), ("strong", strong_name)):
       st = self._zero[role]
@@ -377,20 +453,21 @@ class Builder:
                                 else data.zero_shot_why})
     out = []
     for seed, gft, loss, models_, preds, weak_labels in self._rows:
-      probs = {r: store.arrays("predict", p["test"].key)["probs"] for r, p in preds.items()}
-      scores = metrics.score_run(probs["weak"], probs["student"], probs["ceiling"], labels,
+      logits = {r: store.arrays("predict", p["test"].key)["logits"] for r, p in preds.items()}
+      scores = metrics.score_run(logits["weak"], logits["student"], logits["ceiling"], labels,
                                  samples=cfg.bootstrap_samples, seed=seed)
       # Ranking quality too: a biased model can sit at the prior in accuracy and still order
       # the pairs (or rows) well.
       scores["pgr_auroc"] = metrics.pgr(scores["weak_auroc"], scores["student_auroc"],
                                         scores["ceiling_auroc"])
-      group = [cfg.task.name, data.keys["test"], weak_name, strong_name, loss] + (
+      group = [cfg.task.name, data.shared_keys["test"], weak_name, strong_name, loss] + (
           ["gft"] if gft else [])
       out.append({
           **report.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
           "setting": "classification",
-          "task": cfg.task.name, "data_key": data.keys["test"], "weak": weak_name,
-          "strong": strong_name, "loss": loss, "seed": seed, "gft": gft, **scores,
+          "task": cfg.task.name, "data_key": data.shared_keys["test"], "weak": weak_name,
+          "strong": strong_name, "supervisor": weak_name, "loss": loss, "seed": seed, "gft": gft,
+          **scores, "seed_scope": cfg.seed_scope,
           # A student kept at the step that scored best on ground truth: an analysis (it reads
           # labels a weak-to-strong user does not have), marked in every table and figure.
           "oracle": bool(cfg.early_stopping.enabled and cfg.early_stopping.oracle),
@@ -406,8 +483,14 @@ class Builder:
           "predict_keys": {r: p["test"].key for r, p in preds.items()},
           "seconds": {r: store.metrics("train", st.key)["seconds"]
                       for r, (_, st) in models_.items()},
-          "early_stopped_step": store.metrics("train", models_["student"][1].key).get(
-              "best_step", -1),
+          # The step each role's parameters come from (-1: its last): every role is selected
+          # alike (early_stopping.enabled) or none is.
+          "selected_step": {r: store.metrics("train", st.key).get("best_step", -1)
+                            for r, (_, st) in models_.items()},
+          # The strong model with no fine-tuning (its zero-shot prompt) on the same test rows:
+          # what a student's gain and the no-fine-tune PGR are paired against.
+          "no_finetune_key": None if gft or not self._zero["strong"] else
+          ["zero_shot", self._zero["strong"].key],
       })
     return out
 

@@ -136,7 +136,8 @@ class Trainer:
     self._predict = {what: jax.jit(
         lambda p, t, n, what=what: self._predict_fn(p, t, n, what), in_shardings=(
             self.param_shardings, self._batch_sharding(1), self._batch_sharding(0)),
-        out_shardings=self._batch_sharding(1)) for what in ("probs", "features", "layers")}
+        out_shardings=self._batch_sharding(1)) for what in ("probs", "logits", "features",
+                                                               "layers")}
     self._generate = {}  # answer length -> jitted greedy decoder
 
   def _batch_sharding(self, extra_dims: int, lead: int = 0):
@@ -180,11 +181,13 @@ class Trainer:
     if what == "layers":  # [B, L * d]: rows stay 2-D on their way to the host
       h = self.merge(params).features_by_layer(tokens, lengths, self.act_sharding())
       return h.reshape(h.shape[0], -1)
-    return jax.nn.softmax(self.logits(params, tokens, lengths), -1)
+    logits = self.logits(params, tokens, lengths)
+    return logits if what == "logits" else jax.nn.softmax(logits, -1)
 
   def predict(self, params, ds: data_lib.Dataset, batch_size: int, buckets,
               what: str = "probs") -> np.ndarray:
-    """For every row of `ds`, in order, on every process: class probabilities [N, C]; with
+    """For every row of `ds`, in order, on every process: class probabilities [N, C] (with
+    what="logits" their logits, float32: margins survive where probabilities saturate); with
     what="features" the last real token's hidden state [N, d] (what a linear probe reads); with
     what="layers" that state after every layer, final-normed [N, L, d]."""
     d, n_layers = self.model_cfg.d_model, self.model_cfg.n_layers

@@ -58,14 +58,11 @@ def head_columns(trainer, params, ids) -> np.ndarray:
   return np.asarray(jax.device_get(cols), np.float32)
 
 
-def class_probs(features: np.ndarray, columns: np.ndarray, softcap: float = 0.0) -> np.ndarray:
-  """Softmax over the answer tokens' logits from final-normed features [N, d]."""
+def class_logits(features: np.ndarray, columns: np.ndarray, softcap: float = 0.0) -> np.ndarray:
+  """The answer tokens' logits [N, C] from final-normed features [N, d] (their softmax: the
+  class probabilities)."""
   logits = features.astype(np.float32) @ columns
-  if softcap:
-    logits = softcap * np.tanh(logits / softcap)
-  logits -= logits.max(-1, keepdims=True)
-  e = np.exp(logits)
-  return e / e.sum(-1, keepdims=True)
+  return softcap * np.tanh(logits / softcap) if softcap else logits
 
 
 def _loglik_fn(trainer):
@@ -83,13 +80,13 @@ def _loglik_fn(trainer):
   return _LOGLIK[trainer]
 
 
-def pair_probs(trainer, params, ds: data_lib.Dataset, batch_size: int, buckets) -> np.ndarray:
-  """P(first text preferred) [N, 2] of pairs [N, L, 2]: a logistic of the log-likelihood gap."""
+def pair_logits(trainer, params, ds: data_lib.Dataset, batch_size: int, buckets) -> np.ndarray:
+  """Logits [N, 2] of pairs [N, L, 2]: (second text's, first text's) log-likelihood, so that
+  their softmax's column 1, P(first text preferred), is a logistic of the gap."""
   n = len(ds)
   texts = data_lib.Dataset(np.concatenate([ds.tokens[..., 0], ds.tokens[..., 1]]),
                            np.concatenate([ds.lengths[:, 0], ds.lengths[:, 1]]),
                            np.zeros(2 * n, np.int32))
   ll = trainer._over_batches(_loglik_fn(trainer), params, texts, batch_size, buckets, 1,
                              np.float32)[:, 0]
-  first = 1 / (1 + np.exp(-np.clip(ll[:n] - ll[n:], -60, 60)))
-  return np.stack([1 - first, first], -1)
+  return np.stack([ll[n:], ll[:n]], -1)

@@ -1,8 +1,10 @@
 """From task rows to tokenized splits and fixed-shape batches.
 
-Splits: the task's train rows are shuffled by `data_seed` and cut in half: A (ground truth for the
-weak model and the ceiling) and B (relabelled by the weak model for the student). Every model is
-scored on the same test split. Over-long examples are dropped (never truncated) and counted.
+Splits: the task's train rows (deduplicated, and without any text of the test split) are shuffled
+by `data_seed` into a pool and cut in half: A (ground truth for the weak model and the ceiling) and
+B (relabelled by the weak model for the student). A replicate seed may cut the pool its own way
+(`seed_halves`). Every model is scored on the same test split. Over-long examples are dropped
+(never truncated) and counted.
 
 Batches are padded to the smallest bucket length that holds their longest row, so a run compiles
 one program per bucket, not one per batch. The training order is a pure function of (seed, step).
@@ -45,11 +47,44 @@ class Dataset:  # not a NamedTuple: len() is the number of rows
 
 
 class Splits(NamedTuple):
-  a: Dataset
-  b: Dataset
+  a: Dataset  # the pool's first half: A of the data_seed split
+  b: Dataset  # its second half
   test: Dataset
   labels: tuple
-  dropped: dict  # split -> over-long examples dropped
+  dropped: dict  # split -> over-long examples dropped; "duplicates": train rows dropped as repeats
+  pool: Dataset  # A then B: what `seed_halves` cuts again
+
+
+def seed_halves(n: int, data_seed: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+  """Rows of the pool (n rows) that make A and B: its halves in order (seed None: the data_seed
+  split every seed shares), or a seed's own draw of them (a replicate: its own weak model, its
+  own weak labels)."""
+  half = n // 2
+  order = np.arange(n) if seed is None else np.random.default_rng(
+      [data_seed, 2, seed]).permutation(n)
+  return order[:half], order[half:2 * half]
+
+
+def row_digests(ds: Dataset) -> list[bytes]:
+  """One digest per row of its tokens (both texts of a pair): equal rows, equal digests."""
+  out = []
+  for row, n in zip(ds.tokens, ds.lengths.reshape(len(ds), -1)):
+    h = hashlib.blake2b(np.int64(n).tobytes(), digest_size=16)
+    h.update(np.ascontiguousarray(row[:int(n.max())]).tobytes())
+    out.append(h.digest())
+  return out
+
+
+def deduplicate(train: Dataset, test: Dataset) -> tuple[Dataset, int]:
+  """train without repeated rows (the first kept) and without any row equal to a test row: a
+  text in both A and B, or in training and test, would let a model be scored on what it saw."""
+  seen = set(row_digests(test))
+  keep = []
+  for i, d in enumerate(row_digests(train)):
+    if d not in seen:
+      seen.add(d)
+      keep.append(i)
+  return train.take(np.asarray(keep, np.int64)), len(train) - len(keep)
 
 
 def tokenize(rows, task, task_cfg, labels, tokenizer, max_len) -> tuple[Dataset, int]:
@@ -99,6 +134,9 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
     perm = rng.permutation(len(train))
     n_test = int(round(len(train) * task_cfg.test_frac))
     test, train, d_test = train.take(perm[:n_test]), train.take(perm[n_test:]), 0
+  train, n_dup = deduplicate(train, test)
+  if n_dup:
+    log.info("dropped %d train rows that repeat another train row or a test row", n_dup)
   if task_cfg.balance or task.balance:
     train, test = balance(train, rng), balance(test, rng)
     train = train.take(rng.permutation(len(train)))
@@ -114,12 +152,13 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
     raise ValueError(f"config.task: too little data after filtering ({len(train)} train, "
                      f"{len(test)} test; {d_train + d_test} dropped as longer than {max_len})")
   half = len(train) // 2
-  dropped = {"train": d_train, "test": d_test}
+  dropped = {"train": d_train, "test": d_test, "duplicates": n_dup}
   if d_train or d_test:
     log.warning("dropped %d train and %d test examples longer than %d tokens",
                 d_train, d_test, max_len)
-  return Splits(train.take(np.arange(half)), train.take(np.arange(half, 2 * half)), test,
-                labels, dropped)
+  pool = train.take(np.arange(2 * half))
+  return Splits(pool.take(np.arange(half)), pool.take(np.arange(half, 2 * half)), test,
+                labels, dropped, pool)
 
 
 def load_eval(name: str, task_cfg, tokenizer, max_len: int) -> Dataset:
