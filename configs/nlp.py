@@ -84,7 +84,7 @@ def get_config(arg: str = "tiny"):
     # student schedules with a 200-step confidence warmup and early stopping on weak labels:
     # what the measured designs needed (BUILD_NOTES.md, "Reproducing weak-to-strong").
     c = get_config("offline")
-    c.task.update(n_train=5000, n_test=1000, balance=True)
+    c.task.update(n_train=5000, n_test=1000, balance=True, n_dev=500)
     c.weak.update(init="gguf:smollm2-135m", size="auto", mode="probe", lr=1e-3)
     c.strong.update(init="gguf:smollm2-135m", size="auto", mode="probe", lr=1e-3)
     c.features_all_layers = True

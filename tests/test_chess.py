@@ -434,14 +434,14 @@ def test_square_move_head_scores_each_move_from_its_squares():
 
 
 class _Model:
-  """A Trainer's predict for a bare model (probabilities, as Trainer.predict returns)."""
+  """A Trainer's predict for a bare model (probabilities or logits, as Trainer.predict)."""
 
   def __init__(self, model):
     self.model = model
 
-  def predict(self, params, ds, batch_size, buckets):
-    return np.asarray(jax.nn.softmax(self.model(jnp.asarray(ds.tokens),
-                                                jnp.asarray(ds.lengths))))
+  def predict(self, params, ds, batch_size, buckets, what="probs"):
+    logits = self.model(jnp.asarray(ds.tokens), jnp.asarray(ds.lengths))
+    return np.asarray(logits if what == "logits" else jax.nn.softmax(logits))
 
 
 def test_legal_mask_decodes_only_legal_moves():
@@ -449,15 +449,26 @@ def test_legal_mask_decodes_only_legal_moves():
   pos = [puzzles.from_lichess(i, f, m.split(), r, "t") for i, f, m, r in ROWS]
   ds = codec.dataset(pos)
 
-  class Uniform:  # a "model" whose favourite token is never a legal move
-    def predict(self, params, ds, batch, buckets):
-      p = np.full((len(ds), encoding.VOCAB_SIZE), 1e-4, np.float32)
-      p[:, encoding.PAD] = 0.9
-      return p
+  class Confident:
+    """A "model" whose favourite token is never a legal move, so sure of it that every legal
+    move's probability underflows to 0 in float32; among the legal moves it prefers the one of
+    the highest token id (not the first, which a tie would pick)."""
 
-  assert list(codec.moves(codec.answers(Uniform(), None, ds, pos, False, 8), pos)) == ["", ""]
-  masked = codec.moves(codec.answers(Uniform(), None, ds, pos, True, 8), pos)
-  assert all(m and chess.Move.from_uci(m) in p.board().legal_moves for m, p in zip(masked, pos))
+    def predict(self, params, ds, batch, buckets, what="probs"):
+      logits = np.full((len(ds), encoding.VOCAB_SIZE), -20.0, np.float32)
+      logits[:, encoding.PAD] = 200.0
+      for i, p in enumerate(pos):
+        legal = sorted(encoding.legal_tokens(p.board()))
+        logits[i, legal] = 0.0
+        logits[i, legal[-1]] = 10.0
+      assert what == "logits"  # masked on the logits: softmax would tie the legal moves at 0
+      return logits
+
+  assert list(codec.moves(codec.answers(Confident(), None, ds, pos, False, 8), pos)) == ["", ""]
+  masked = codec.answers(Confident(), None, ds, pos, True, 8)
+  assert list(masked) == [max(encoding.legal_tokens(p.board())) for p in pos]
+  assert all(m and chess.Move.from_uci(m) in p.board().legal_moves
+             for m, p in zip(codec.moves(masked, pos), pos))
 
 
 # ------------------------------------------------------------------------------ configs

@@ -40,9 +40,9 @@ def test_every_variant_without_the_hub_plans_from_an_empty_cache(spec, tmp_path,
   with cfg.unlocked():
     if cfg.task.name in ("jsonl", "jsonl-pairs"):  # the user's file
       path = tmp_path / "rows.jsonl"
-      row = ({"chosen": "a b", "rejected": "b a"} if cfg.task.name == "jsonl-pairs" else
-             {"text": "a b", "label": 1})
-      path.write_text("".join(json.dumps(dict(row, i=i)) + "\n" for i in range(40)))
+      row = (lambda i: {"chosen": f"a b {i}", "rejected": f"b a {i}"}) if (  # noqa: E731
+          cfg.task.name == "jsonl-pairs") else (lambda i: {"text": f"a b {i}", "label": i % 2})
+      path.write_text("".join(json.dumps(row(i)) + "\n" for i in range(40)))
       cfg.task.train_file = str(path)
   assert len(experiment.plan(cfg, str(tmp_path / "w"))[1]) > 0
 

@@ -42,7 +42,8 @@ def test_jsonl_labels_by_name_and_held_out_test(tmp_path):
 def test_n_test_samples_a_sorted_test_file(tmp_path):
   rows = [{"text": f"example {i}", "label": int(i >= 50)} for i in range(100)]
   train = write_jsonl(tmp_path / "train.jsonl", rows)
-  test = write_jsonl(tmp_path / "test.jsonl", rows)  # sorted by label, as many test files are
+  # sorted by label, as many test files are (other texts: a test text in train is dropped there)
+  test = write_jsonl(tmp_path / "test.jsonl", [{**r, "text": "test " + r["text"]} for r in rows])
   load = lambda seed: data_lib.load_splits(task_cfg(  # noqa: E731
       name="jsonl", train_file=train, test_file=test, n_test=20), ByteTokenizer(), 64, seed)
   s = load(0)
@@ -54,17 +55,19 @@ def test_n_test_samples_a_sorted_test_file(tmp_path):
 def test_over_long_examples_are_dropped_and_counted(tmp_path):
   rows = [{"text": "x" * n, "label": n % 2} for n in (3, 4, 50, 5, 60, 6, 7, 8)]
   path = write_jsonl(tmp_path / "t.jsonl", rows)
-  test = write_jsonl(tmp_path / "test.jsonl", rows[:3])
+  test = write_jsonl(tmp_path / "test.jsonl", [{**r, "text": "y" * len(r["text"])}
+                                                for r in rows[:3]])
   s = data_lib.load_splits(task_cfg(name="jsonl", train_file=path, test_file=test),
                            ByteTokenizer(), 16, 0)
-  assert s.dropped == {"train": 2, "test": 1}
+  assert s.dropped == {"train": 2, "test": 1, "duplicates": 0}
   assert len(s.a) + len(s.b) == 6 and s.a.lengths.max() <= 16
 
 
 def test_hf_datasets_loader_reads_local_files_offline(tmp_path):
   rows = [{"sentence": f"s{i}", "y": i % 2} for i in range(20)]
   train = write_jsonl(tmp_path / "train.jsonl", rows)
-  test = write_jsonl(tmp_path / "test.jsonl", rows[:6])
+  test = write_jsonl(tmp_path / "test.jsonl", [{**r, "sentence": f"t{i}"}
+                                                for i, r in enumerate(rows[:6])])
   s = data_lib.load_splits(task_cfg(name="hf", hf_path="json", train_file=train, test_file=test,
                                     text_field="sentence", label_field="y"),
                            ByteTokenizer(), 32, 0)

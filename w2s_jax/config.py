@@ -75,6 +75,10 @@ def defaults() -> ml_collections.ConfigDict:
       text_field="text", label_field="label",
       labels=("0", "1"),  # label names for jsonl / hf (rows may use the index or the name)
       n_train=0, n_test=0,  # 0: all
+      # Rows held out of the training rows as a development slice (0: none), the same for every
+      # seed: every model is scored there (`python -m w2s_jax.report WORKDIR --dev`) and no table
+      # reports it. Choose designs on it, never on test.
+      n_dev=0,
       # Rows of A (ground truth) and of B (weak labels) the STRONG models train on: the first
       # n of each (0: all). The weak model still trains on all of A and labels all of B; the
       # ceiling and the students see equally many rows. For budgets where the strong stages
@@ -167,6 +171,7 @@ def defaults() -> ml_collections.ConfigDict:
       limit=0,  # read at most this many puzzles (0: all)
       split_seed=0,  # the disjoint slices: test, weak (M1's ground truth), transfer1..n-1
       n_test=1601, n_weak_train=2000, n_transfer=1500,  # n_transfer: per ladder step
+      n_dev=0,  # a development slice beside test (0: none): see task.n_dev
       # held-out sets scored for every model (w2s_jax/chess/puzzles.py SOURCES)
       eval_sets=("pychess-mates",),
       n_eval=0,  # at most this many positions per eval set (0: all)
@@ -286,6 +291,7 @@ def _check_ranges(cfg, bounds: dict) -> None:
 # Numeric knobs of every experiment, by their lowest sensible value.
 RANGES = {
     "data_seed": (0, ""), "task.n_train": (0, "0: all"), "task.n_test": (0, "0: all"),
+    "task.n_dev": (0, "0: no development slice"),
     "task.n_strong_train": (0, "0: all rows"), "task.synthetic_seed": (0, ""),
     "task.negation_rate": (0, ""),
     "task.synthetic_items": (3, "items per synthetic text"), "task.format_seed": (0, ""),
@@ -432,6 +438,7 @@ def validate(cfg, n_devices: int, devices=None) -> None:
 CHESS_RANGES = {
     "chess.limit": (0, "0: all"), "chess.split_seed": (0, ""), "chess.n_eval": (0, "0: all"),
     "chess.n_test<": (0, ""), "chess.n_weak_train<": (0, ""), "chess.n_transfer<": (0, ""),
+    "chess.n_dev": (0, "0: no development slice"),
     "chess.answer_len<": (0, "answer tokens generated at most"),
     "chess.corpus.depth<": (0, "stockfish search depth"), "chess.corpus.n_positions<": (0, ""),
     "chess.corpus.seed": (0, ""), "chess.corpus.random_move_prob": (0, ""),

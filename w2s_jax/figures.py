@@ -112,6 +112,30 @@ def pgr_figure(pool: list[dict], out: epath.Path):
   return _save(fig, out / "pgr_vs_gap.png", 110)
 
 
+def misfit_figure(runs: list[dict], out: epath.Path):
+  """Gain against misfit per run (squared distance between probability vectors on test), with
+  the line gain = misfit: Charikar et al. 2024 prove gain >= misfit for a convex strong class
+  (a linear probe on fixed features), so points below it are students outside that regime."""
+  pts = [r for r in runs if r.get("misfit_gain")]
+  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  label = lambda r: (f"{r['method']} " if r.get("method") else "") + method_label(r)  # noqa: E731
+  for i, m in enumerate(dict.fromkeys(label(r) for r in pts)):
+    s = [r for r in pts if label(r) == m]
+    ax.scatter([r["misfit_gain"]["sq"]["misfit"] for r in s],
+               [r["misfit_gain"]["sq"]["gain"] for r in s], color=plt.cm.tab10(i % 10), s=18,
+               label=m)
+  top = max([0.05] + [max(r["misfit_gain"]["sq"]["misfit"], r["misfit_gain"]["sq"]["gain"])
+                      for r in pts])
+  ax.plot([0, top], [0, top], color="grey", ls="--", lw=0.8, label="gain = misfit")
+  ax.axhline(0, color="grey", lw=0.6)
+  ax.set_xlabel("misfit: d(student, supervisor)")
+  ax.set_ylabel("gain: d(supervisor, truth) - d(student, truth)")
+  ax.set_title("Gain against misfit per run (mean squared distance, test)", fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return _save(fig, out / "gain_vs_misfit.png", 110)
+
+
 def chess_figure(pool: list[dict], out: epath.Path):
   losses = list(dict.fromkeys(method_label(p) for p in pool))  # and variants
   fig, axes = plt.subplots(1, len(losses), figsize=(6.5 * len(losses), 4.4), squeeze=False)
@@ -205,4 +229,6 @@ def draw_all(results: dict, store, workdir: str) -> list:
     paths.append(chess_figure(chess, out))
   if runs:
     paths.append(curves_figure(runs, store, out))
+  if any(r.get("misfit_gain") for r in runs):
+    paths.append(misfit_figure(runs, out))
   return paths

@@ -49,6 +49,8 @@ class Data:
     self.n_strong, self.select = cfg.task.n_strong_train, cfg.early_stopping.enabled
     self.pool = self.splits.pool
     self.shared = {"test": self.splits.test, "pool": self.pool}
+    if len(self.splits.dev):
+      self.shared["dev"] = self.splits.dev
     half, m = len(self.splits.a), len(self.splits.b)
     m = min(self.n_strong, m) if self.n_strong else m
     self.n_val = (cfg.early_stopping.val_rows or max(1, m // 10)) if self.select else 0
@@ -132,6 +134,7 @@ class Builder:
     self.cfg, self.rt, self.graph = cfg, rt, graph
     self.data = data_for(cfg, rt)
     self.evals = [f"eval:{name}" for name in cfg.eval_tasks]
+    self.dev = ["dev"] if "dev" in self.data.shared else []
     self._rows = []
 
   # ----------------------------------------------------------------------------- models
@@ -420,7 +423,7 @@ class Builder:
           models_ = {"weak": (cfg.weak, weak), "ceiling": (cfg.strong, ceiling),
                      "student": (cfg.strong, student)}
           preds = {role: {split: self.predict(spec, st, split, seed)
-                          for split in ["test"] + self.evals}
+                          for split in ["test"] + self.evals + self.dev}
                    for role, (spec, st) in models_.items()}
           self._rows.append((seed, gft, loss, models_, preds, weak_labels))
 
@@ -481,6 +484,9 @@ class Builder:
               for name in self.evals},
           "stage_keys": {r: st.key for r, (_, st) in models_.items()},
           "predict_keys": {r: p["test"].key for r, p in preds.items()},
+          # The development slice's predictions: pooled in results.json, in no table.
+          **({"dev_predict_keys": {r: p["dev"].key for r, p in preds.items()}} if self.dev
+             else {}),
           "seconds": {r: store.metrics("train", st.key)["seconds"]
                       for r, (_, st) in models_.items()},
           # The step each role's parameters come from (-1: its last): every role is selected

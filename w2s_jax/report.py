@@ -8,6 +8,7 @@ what the row measures, its seed and its recipe (`row_identity`): seeds pool with
 two configs (two points of a grid) never share a row or a pool.
 
   python -m w2s_jax.report WORKDIR     re-render the tables, figures (PNG) and WORKDIR/report.md
+  python -m w2s_jax.report WORKDIR --dev   the scores on the development slice (design choices)
 """
 import hashlib
 import json
@@ -20,7 +21,7 @@ import time
 import numpy as np
 from etils import epath
 
-from w2s_jax import files, metrics, stages, summary
+from w2s_jax import files, metrics, paired, stages, summary
 
 log = logging.getLogger("w2s_jax")
 
@@ -100,13 +101,13 @@ def _clean(x):
 
 
 ROLES = ("weak", "student", "ceiling")
-_CORRECT = {}  # predict stage folder -> per-example correctness (a finished stage never changes)
+_CORRECT = {}  # stage folder -> per-example correctness (a finished stage never changes)
 
 
-def _correct(store, key: str) -> np.ndarray:
-  where = str(store.path("predict", key))
+def _correct(store, key: str, kind: str = "predict") -> np.ndarray:
+  where = str(store.path(kind, key))
   if where not in _CORRECT:
-    _CORRECT[where] = store.arrays("predict", key)["correct"]
+    _CORRECT[where] = store.arrays(kind, key)["correct"]
   return _CORRECT[where]
 
 
@@ -173,13 +174,33 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
   for (pool, _), rs in groups.items():
     rs = sorted(rs, key=lambda r: r["seed"])
     runs = [[_correct(store, r["predict_keys"][n]) for n in ROLES] for r in rs]
-    keep = ("setting", "task", "data_key", "weak", "strong", "loss", "gft", "oracle", "method",
-            "rung", "params", "prior", "chance", "n_test", "zero_shot", "legal_mask", "recipe",
-            "variant")
-    out.append({"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
-                "seed_list": [r["seed"] for r in rs],
-                **metrics.pooled_pgr(runs, samples=samples)})
+    keep = ("setting", "task", "data_key", "weak", "strong", "supervisor", "loss", "gft",
+            "oracle", "method", "rung", "params", "prior", "chance", "n_test", "zero_shot",
+            "legal_mask", "recipe", "variant", "seed_scope")
+    entry = {"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
+             "seed_list": [r["seed"] for r in rs],
+             **metrics.pooled_pgr(runs, samples=samples), **pooled_misfit(rs)}
+    if all(r.get("dev_predict_keys") for r in rs):  # the development slice: no table shows it
+      entry["dev"] = metrics.pooled_pgr([[_correct(store, r["dev_predict_keys"][n]) for n in ROLES]
+                                         for r in rs], samples=samples)
+    out.append(entry)
   return out
+
+
+def pooled_misfit(rs: list[dict]) -> dict:
+  """Mean misfit and gain over the seeds (each its own weak model), and in how many runs the
+  gain reaches the misfit (Charikar et al. 2024: always, for a convex strong class)."""
+  mg = [r["misfit_gain"] for r in rs if r.get("misfit_gain")]
+  if not mg:
+    return {}
+  out = {d: {k: float(np.mean([m[d][k] for m in mg])) for k in ("gain", "misfit")}
+         for d in mg[0]}
+  out["sq"]["gain_reaches_misfit"] = sum(m["sq"]["gain"] >= m["sq"]["misfit"] for m in mg)
+  split = [r["agreement_split"] for r in rs if r.get("agreement_split")]
+  def mean(k):  # rows store NaN as null: no row of that kind (a supervisor never wrong)
+    v = [a[k] for a in split if a[k] is not None and np.isfinite(a[k])]
+    return float(np.mean(v)) if v else float("nan")
+  return {"misfit_gain": out, "agreement_split": {k: mean(k) for k in ("weak_right", "weak_wrong")}}
 
 
 def write_results(workdir: str, rows: list[dict], store, samples: int = 1000) -> dict:
@@ -215,7 +236,9 @@ def load_rows(workdir: str) -> list[dict]:
 def rebuild(workdir: str, store, samples: int = 1000) -> dict:
   rows = load_rows(workdir)
   label_variants(rows)
-  out = {"runs": rows, "pooled": _clean(pooled(rows, store, samples))}
+  out = {"runs": rows, "pooled": _clean(pooled(rows, store, samples)),
+         "paired": _clean(paired.comparisons(
+             rows, lambda kind, key: _correct(store, key, kind), method_label, samples))}
   files.atomic_write_text(epath.Path(workdir) / "results.json", json.dumps(out, indent=1))
   return out
 
@@ -245,7 +268,7 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
   return [line(head), "-" * sum(w + 1 for w in widths)] + [line(r) for r in rows]
 
 
-def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
+def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict] = ()) -> str:
   """Classification and reward rows: one line per run, then the pooled lines. '*': the ceiling
   does not beat the weak model, so that PGR means nothing."""
   head = ["task", "weak", "strong", "loss", "seed",
@@ -270,11 +293,21 @@ def summary_table(runs: list[dict], pool: list[dict] = ()) -> str:
               "seeds and test examples):"]
     head = ["task", "weak", "strong", "loss", "seeds",
             "weak", "student", "ceiling", "PGR", "PGR 95% CI"]
-    lines += _table(head, [[p["task"], p["weak"], p["strong"], method_label(p), p["seeds"],
-                            _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"),
-                            _f(p["ceiling_acc"], ".3f"),
-                            _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"),
-                            _ci(p["pgr_ci95"])] for p in multi])
+    body = [[p["task"], p["weak"], p["strong"], method_label(p), p["seeds"],
+             _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"), _f(p["ceiling_acc"], ".3f"),
+             _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"), _ci(p["pgr_ci95"])]
+            for p in multi]
+    # The strong model with no fine-tuning in the student's column: the PGR it gets for free.
+    seen = set()
+    for b in baselines:
+      if (b["task"], b["weak"], b["strong"]) not in seen and b["seeds"] > 1:
+        seen.add((b["task"], b["weak"], b["strong"]))
+        body.append([b["task"], b["weak"], b["strong"], "no fine-tune", b["seeds"],
+                     _f(b["weak_acc"], ".3f"), _f(b["no_finetune_acc"], ".3f"),
+                     _f(b["ceiling_acc"], ".3f"),
+                     _f(b["no_finetune_pgr"], "+.2f") + ("" if b["pgr_valid"] else "*"),
+                     _ci(b["no_finetune_pgr_ci95"])])
+    lines += _table(head, body)
     lines += summary.lines(multi, method_label)
   return "\n".join(lines)
 
@@ -324,14 +357,15 @@ def zero_shot_lines(entries: list[dict]) -> list[str]:
   return lines
 
 
-def ladder_table(pool: list[dict]) -> str:
+def ladder_table(pool: list[dict], baselines: list[dict] = ()) -> str:
   """Chess: per rung and loss, over seeds: weak, naive, bootstrapped and ceiling accuracy, PGR
   of both students with 95% intervals resampling seeds and test puzzles."""
   by = {}
   for p in pool:
     by.setdefault((p["rung"], p["strong"], method_label(p)), {})[p["method"]] = p
   head = ["rung", "loss", "seeds", "weak", "naive", "boot",
-          "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]"]
+          "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]", "PGR no fine-tune [95% CI]"]
+  free = {b["strong"]: b for b in baselines if b["method"].startswith("naive")}
   by = sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0]))  # per variant, rung by rung
   body = []
   for (_, strong, loss), m in by:
@@ -339,11 +373,19 @@ def ladder_table(pool: list[dict]) -> str:
     cell = lambda p: "n/a" if p is None else f"{_f(p['pgr'], '+.2f')}" + (  # noqa: E731
         "" if p["pgr_valid"] else "*") + f" {_ci(p['pgr_ci95'])}"
     ref = n or b
+    z = free.get(strong)
     body.append([strong, loss, ref["seeds"], _f(ref["weak_acc"], ".3f"),
                  _f(n["student_acc"] if n else None, ".3f"),
                  _f(b["student_acc"] if b else None, ".3f"), _f(ref["ceiling_acc"], ".3f"),
-                 cell(n), cell(b)])
+                 cell(n), cell(b), "n/a" if z is None else _f(z["no_finetune_pgr"], "+.2f") + (
+                     "" if z["pgr_valid"] else "*") + f" {_ci(z['no_finetune_pgr_ci95'])}"])
   lines = _table(head, body)
+  for (_, strong, loss), m in by:
+    sup = {k: p["supervisor"] for k, p in m.items() if p.get("supervisor")}
+    if sup.get("bootstrap") and sup.get("bootstrap") != sup.get("naive"):
+      lines.append(f"{strong} {loss}: naive students learn {sup.get('naive')}'s labels, "
+                   f"bootstrapped ones {sup['bootstrap']}'s (its bootstrapped student); PGR "
+                   "measures both against the weak model M1")
   chance = next((p.get("chance") for p in pool if p.get("chance") is not None), None)
   if chance is not None:
     lines.append(f"random legal move: {chance:.3f}")
@@ -371,16 +413,61 @@ def over_zero_shot_lines(by: list) -> list[str]:
   return lines
 
 
+def misfit_lines(pool: list[dict]) -> list[str]:
+  """Per pooled student: mean gain and misfit (squared distance; KL where defined), how many
+  runs have gain >= misfit, and its agreement with the supervisor where that was right / wrong."""
+  lines = []
+  for p in pool:
+    mg, ag = p.get("misfit_gain"), p.get("agreement_split")
+    if not mg:
+      continue
+    name = p["strong"] + (f" [{p['method']} {method_label(p)}]" if p.get("method")
+                          else f" [{method_label(p)}]")
+    kl = f"; KL gain {mg['kl']['gain']:+.3f}, misfit {mg['kl']['misfit']:.3f}" if "kl" in mg \
+        else ""
+    lines.append(f"{p['task']} {p['weak']} -> {name}: gain {mg['sq']['gain']:+.3f}, misfit "
+                 f"{mg['sq']['misfit']:.3f} (gain >= misfit in {mg['sq']['gain_reaches_misfit']}"
+                 f" of {p['seeds']} runs){kl}; agreement with the supervisor where it was right "
+                 f"{_f(ag['weak_right'], '.3f')}, wrong {_f(ag['weak_wrong'], '.3f')}")
+  if lines:
+    lines = ["", "misfit and gain on test (Charikar et al. 2024; mean over seeds):"] + lines
+  return lines
+
+
 def tables(results: dict) -> str:
   runs, pool = results["runs"], results.get("pooled", [])
+  pair = results.get("paired") or {"methods": [], "baselines": []}
   parts = []
   cls = [r for r in runs if r.get("setting", "classification") == "classification"]
   if cls:
-    parts.append(summary_table(cls, [p for p in pool if p.get("setting") == "classification"]))
+    parts.append(summary_table(cls, [p for p in pool if p.get("setting") == "classification"],
+                               [b for b in pair["baselines"] if b.get("setting") != "chess"]))
   chess_pool = [p for p in pool if p.get("setting") == "chess"]
   if chess_pool:
-    parts.append(ladder_table(chess_pool))
+    parts.append(ladder_table(chess_pool, [b for b in pair["baselines"]
+                                           if b.get("setting") == "chess"]))
+  extra = paired.lines(pair) + misfit_lines(pool)
+  if extra:
+    parts.append("\n".join(extra).strip("\n"))
   return "\n\n".join(parts)
+
+
+def dev_table(results: dict) -> str:
+  """The pooled scores on the development slice (task.n_dev, chess.n_dev): what design choices
+  are made on. No other table shows them."""
+  rows = [p for p in results.get("pooled", []) if p.get("dev")]
+  if not rows:
+    return "no development slice in this workdir (set task.n_dev or chess.n_dev)"
+  head = ["task", "weak", "strong", "method", "seeds", "weak", "student", "ceiling", "PGR",
+          "PGR 95% CI"]
+  body = [[p["task"], p["weak"], p["strong"],
+           (f"{p['method']} " if p.get("method") else "") + method_label(p), p["dev"]["seeds"],
+           _f(p["dev"]["weak_acc"], ".3f"), _f(p["dev"]["student_acc"], ".3f"),
+           _f(p["dev"]["ceiling_acc"], ".3f"),
+           _f(p["dev"]["pgr"], "+.2f") + ("" if p["dev"]["pgr_valid"] else "*"),
+           _ci(p["dev"]["pgr_ci95"])] for p in rows]
+  return "\n".join(["development slice (pooled over seeds; for choosing designs, not for "
+                    "reporting):"] + _table(head, body))
 
 
 def _samples(workdir: str) -> int:
@@ -410,11 +497,19 @@ def render(workdir: str, samples: int = 0) -> str:
 
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
+  dev = "--dev" in argv
+  argv = [a for a in argv if a != "--dev"]
   if len(argv) != 1:
-    sys.exit("usage: python -m w2s_jax.report WORKDIR")
+    sys.exit("usage: python -m w2s_jax.report WORKDIR [--dev]")
   if not (epath.Path(argv[0]) / "rows").exists():
     sys.exit(f"workdir error: {argv[0]} has no results (no rows/ folder)")
   logging.basicConfig(level=logging.WARNING)
+  if dev:  # the development slice only: no report.md, no figures
+    store = stages.StageStore(argv[0])
+    with files.locked(epath.Path(argv[0]) / "results.json"):
+      results = rebuild(argv[0], store, _samples(argv[0]))
+    print(dev_table(results), flush=True)
+    return
   print(render(argv[0]), flush=True)
   print(f"wrote {argv[0]}/report.md and its figures", flush=True)
 

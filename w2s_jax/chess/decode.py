@@ -45,13 +45,15 @@ class NativeCodec:
     return encoding.legal_bits([p.board() for p in positions], self.vocab_size)
 
   def answers(self, trainer, params, ds, positions, legal_mask: bool, batch_size: int):
-    probs = trainer.predict(params, ds, batch_size, self.buckets)
+    # Masked on the logits: after a softmax, legal moves whose probabilities underflow to 0
+    # would tie, and the first of them would win.
+    logits = trainer.predict(params, ds, batch_size, self.buckets, what="logits")
     if legal_mask:
-      mask = np.zeros_like(probs, dtype=bool)
+      mask = np.zeros_like(logits, dtype=bool)
       for i, p in enumerate(positions):
         mask[i, encoding.legal_tokens(p.board())] = True
-      probs = np.where(mask, probs, -1.0)
-    return np.argmax(probs, -1).astype(np.int32)
+      logits = np.where(mask, logits, -np.inf)
+    return np.argmax(logits, -1).astype(np.int32)
 
   def moves(self, answers, positions) -> np.ndarray:
     out = []

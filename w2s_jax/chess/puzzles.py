@@ -318,10 +318,14 @@ def load(source: str, limit: int = 0) -> list[Position]:
 
 
 # -------------------------------------------------------------------------------- splits
-def split(positions: list[Position], sizes: dict, seed: int) -> dict:
+FIXED = ("test", "dev")  # slices every replicate seed shares (they lead `sizes`)
+
+def split(positions: list[Position], sizes: dict, seed: int, replicate: int | None = None) -> dict:
   """Disjoint slices named by `sizes` (name -> count, taken in the dict's order) of the
   positions, shuffled by `seed` after sorting by id (the source's order does not matter) and
-  after dropping repeated positions (two puzzles on one board would leak across slices)."""
+  after dropping repeated positions (two puzzles on one board would leak across slices). With
+  `replicate`, the leading slices named in FIXED (test, dev) stay; the others are that replicate
+  seed's own draw from the positions those leave."""
   unique, seen = [], set()
   for p in sorted(positions, key=lambda p: p.id):
     k = board_key(p.board())
@@ -333,6 +337,15 @@ def split(positions: list[Position], sizes: dict, seed: int) -> dict:
     raise ConfigError(f"config.chess: the splits need {need} puzzles ({sizes}); the source has "
                      f"{len(unique)} distinct positions")
   order = np.random.default_rng(seed).permutation(len(unique))
+  if replicate is not None:
+    names = list(sizes)
+    lead = 0
+    while lead < len(names) and names[lead] in FIXED:
+      lead += 1
+    first = sum(sizes[n] for n in names[:lead])
+    rest = order[first:]
+    order = np.concatenate([order[:first], rest[np.random.default_rng(
+        [seed, 2, replicate]).permutation(len(rest))]])
   out, start = {}, 0
   for name, n in sizes.items():
     out[name] = [unique[i] for i in order[start:start + n]]

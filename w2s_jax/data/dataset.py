@@ -53,6 +53,7 @@ class Splits(NamedTuple):
   labels: tuple
   dropped: dict  # split -> over-long examples dropped; "duplicates": train rows dropped as repeats
   pool: Dataset  # A then B: what `seed_halves` cuts again
+  dev: Dataset  # task.n_dev rows held out before the pool: design choices, never reported
 
 
 def seed_halves(n: int, data_seed: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +141,8 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
   if task_cfg.balance or task.balance:
     train, test = balance(train, rng), balance(test, rng)
     train = train.take(rng.permutation(len(train)))
+  dev = train.take(np.arange(min(task_cfg.n_dev, len(train))))
+  train = train.take(np.arange(len(dev), len(train)))
   if task_cfg.n_train:
     train = train.take(np.arange(min(task_cfg.n_train, len(train))))
   if task_cfg.n_test and "test" in raw:
@@ -158,7 +161,7 @@ def load_splits(task_cfg, tokenizer, max_len: int, data_seed: int) -> Splits:
                 d_train, d_test, max_len)
   pool = train.take(np.arange(2 * half))
   return Splits(pool.take(np.arange(half)), pool.take(np.arange(half, 2 * half)), test,
-                labels, dropped, pool)
+                labels, dropped, pool, dev)
 
 
 def load_eval(name: str, task_cfg, tokenizer, max_len: int) -> Dataset:

@@ -1,0 +1,200 @@
+"""The protocol behind a finding: replicate seeds with their own split and weak model, no text in
+two splits, selection that never reads test, paired intervals and misfit/gain against NumPy."""
+import json
+
+import chess
+import numpy as np
+import pytest
+
+from w2s_jax import config as config_lib, metrics, pipeline, report, runtime, stages
+from w2s_jax.chess import puzzles
+from w2s_jax.data import dataset as data_lib
+from w2s_jax.data.tokenizers import ByteTokenizer
+from tests.conftest import task_cfg
+
+
+def _data(cfg, tmp_path):
+  return pipeline.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
+
+
+def _digests(ds):
+  return set(data_lib.row_digests(ds))
+
+
+# ------------------------------------------------------------------------------ replicates
+def test_a_seed_draws_its_own_split_and_the_test_rows_stay(tmp_path, nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.seeds = 400, 100, (0, 1)
+  data = _data(cfg, tmp_path / "split")
+  k0, k1 = data.keys(0), data.keys(1)
+  assert k0["a"] != k1["a"] and k0["b"] != k1["b"] and k0["test"] == k1["test"]
+  for seed in (0, 1):
+    sets = data.sets(seed)
+    a, b, test = _digests(sets["a"]), _digests(sets["b"]), _digests(sets["test"])
+    assert not a & b and not (a | b) & test and a | b == _digests(data.pool)
+  cfg.seed_scope = "batch_order"  # the old meaning, as an explicit option
+  shared = _data(cfg, tmp_path / "order")
+  assert shared.keys(0)["a"] == shared.keys(1)["a"] == shared.splits.a.key()
+
+
+@pytest.mark.slow
+def test_replicate_seeds_train_their_own_weak_models_and_pool(tmp_path, nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 400, 128, 1.0
+  cfg.losses, cfg.seeds = ("xent",), (0, 1)
+  cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
+  config_lib.validate(cfg, 8)
+  rows = pipeline.run(cfg, str(tmp_path))
+  store = stages.StageStore(str(tmp_path))
+  spec = lambda r, role: json.loads((tmp_path / "stages" / f"train-{r['stage_keys'][role]}" /  # noqa: E731
+                                     "spec.json").read_text())
+  r0, r1 = sorted(rows, key=lambda r: r["seed"])
+  assert spec(r0, "weak")["data"] != spec(r1, "weak")["data"]
+  labels = [store.arrays("predict", spec(r, "student")["labels"])["probs"] for r in (r0, r1)]
+  assert labels[0].shape == labels[1].shape and not np.allclose(labels[0], labels[1])
+  # Different splits, one recipe: the two seeds pool into one row of the table.
+  assert r0["recipe"] == r1["recipe"] and r0["seed_scope"] == "split"
+  (pooled,) = json.loads((tmp_path / "results.json").read_text())["pooled"]
+  assert pooled["seeds"] == 2
+
+
+def test_training_rows_that_repeat_or_appear_in_test_are_dropped(tmp_path):
+  rows = [{"text": f"row {i}", "label": i % 2} for i in range(40)]
+  train = rows + rows[:5] + [{"text": "in test too", "label": 1}]
+  test = [{"text": "in test too", "label": 1}, {"text": "only test", "label": 0}]
+  for name, rs in (("train", train), ("test", test)):
+    (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rs))
+  cfg = task_cfg("jsonl", train_file=str(tmp_path / "train.jsonl"),
+                 test_file=str(tmp_path / "test.jsonl"))
+  splits = data_lib.load_splits(cfg, ByteTokenizer(), 32, 0)
+  assert splits.dropped["duplicates"] == 6 and len(splits.pool) == 40
+  assert not _digests(splits.pool) & _digests(splits.test)
+
+
+def _positions(n: int) -> list:
+  """n distinct positions from random play."""
+  rng, out, seen = np.random.default_rng(0), [], set()
+  while len(out) < n:
+    board = chess.Board()
+    for _ in range(int(rng.integers(4, 30))):
+      moves = list(board.legal_moves)
+      if not moves:
+        break
+      board.push(moves[int(rng.integers(len(moves)))])
+    key = puzzles.board_key(board)
+    moves = list(board.legal_moves)
+    if key not in seen and moves:
+      seen.add(key)
+      out.append(puzzles.Position(f"p{len(out)}", board.fen(), moves[0].uci(), 1000,
+                                  board.fen(), ()))
+  return out
+
+
+def test_a_chess_seed_draws_its_own_slices_beside_a_fixed_test_slice():
+  pos = _positions(120)
+  sizes = {"test": 30, "weak": 30, "transfer1": 30}
+  shared = puzzles.split(pos, sizes, 0)
+  a, b = (puzzles.split(pos, sizes, 0, replicate=s) for s in (0, 1))
+  ids = lambda ps: {p.id for p in ps}  # noqa: E731
+  assert ids(a["test"]) == ids(b["test"]) == ids(shared["test"])
+  assert ids(a["weak"]) != ids(b["weak"])
+  for slices in (a, b):
+    names = list(slices)
+    assert all(not ids(slices[x]) & ids(slices[y]) for x in names for y in names if x < y)
+
+
+# ------------------------------------------------------------------------------- selection
+@pytest.mark.slow
+def test_permuting_the_test_labels_leaves_every_kept_step_unchanged(tmp_path, nlp_config,
+                                                                   monkeypatch):
+  cfg = nlp_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 400, 128, 2.0
+  cfg.losses = ("xent",)
+  cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
+  cfg.early_stopping.update(enabled=True, every=2, val_rows=48)
+  cfg.curves_every = 2  # test is scored all along: it must not steer what is kept
+  config_lib.validate(cfg, 8)
+  (row,) = pipeline.run(cfg, str(tmp_path / "a"))
+  load = data_lib.load_splits
+
+  def permuted(*args):
+    s = load(*args)
+    test = s.test
+    return s._replace(test=data_lib.Dataset(test.tokens, test.lengths,
+                                            np.random.default_rng(0).permutation(test.labels)))
+  monkeypatch.setattr(data_lib, "load_splits", permuted)
+  (other,) = pipeline.run(cfg, str(tmp_path / "b"))
+  steps = lambda r, d: {role: stages.StageStore(str(tmp_path / d)).metrics(  # noqa: E731
+      "train", k)["best_step"] for role, k in r["stage_keys"].items()}
+  assert steps(row, "a") == steps(other, "b")
+  assert all(s > 0 for s in steps(row, "a").values())  # every role was selected
+  assert row["weak_acc"] != other["weak_acc"]  # the test labels did change
+
+
+# --------------------------------------------------------------------------------- metrics
+def test_auroc_ranks_logit_margins_where_probabilities_saturate():
+  logits = np.float32([[0, 40], [0, 60], [0, 50], [0, 70]])  # p1 == 1.0 in float32 for all
+  labels = np.int32([0, 1, 0, 1])
+  assert np.all(metrics.softmax(logits)[:, 1] == 1.0)
+  assert metrics.auroc(logits, labels) == 1.0
+  # Three classes: one-vs-rest on each class's log-odds.
+  three = np.float64([[5, 0, 0], [0, 5, 0], [0, 0, 5], [4, 1, 0]])
+  assert metrics.auroc(three, np.int32([0, 1, 2, 0])) == 1.0
+
+
+def test_paired_intervals_resample_both_methods_on_the_same_rows():
+  rng = np.random.default_rng(0)
+  n, runs = 400, []
+  for _ in range(3):
+    truth_w, truth_c = rng.random(n) < 0.6, rng.random(n) < 0.9
+    base = rng.random(n) < 0.7
+    better = base | (rng.random(n) < 0.1)  # right wherever the base student is, and more
+    runs.append([truth_w, base, truth_c, truth_w, better, truth_c])
+  diff = lambda a: metrics.pgr_of(a, 3, 4, 5) - metrics.pgr_of(a, 0, 1, 2)  # noqa: E731
+  out = metrics.paired_interval(runs, diff, samples=400)
+  acc = np.asarray(runs, np.float64).mean((0, 2))
+  ref = (acc[4] - acc[3]) / (acc[5] - acc[3]) - (acc[1] - acc[0]) / (acc[2] - acc[0])
+  assert out["value"] == pytest.approx(ref, rel=1e-5) and out["seeds"] == 3
+  assert 0 < out["ci95"][0] <= ref <= out["ci95"][1]  # paired: never below 0 here
+  # Unpaired, each method's own interval overlaps the other's: pairing is what resolves it.
+  single = [metrics.pgr_interval_correct([r[i:i + 3] for r in runs], samples=400)
+            for i in (0, 3)]
+  assert single[0][1] > single[1][0]
+  same = metrics.paired_interval([r[:3] + r[:3] for r in runs], diff, samples=200)
+  assert same["value"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+def test_misfit_and_gain_against_numpy():
+  weak = np.float64([[0.8, 0.2], [0.4, 0.6], [0.3, 0.7]])
+  student = np.float64([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]])
+  labels = np.int32([0, 0, 1])
+  out = metrics.misfit_gain(np.log(weak), np.log(student), labels)
+  y = np.eye(2)[labels]
+  d = lambda p, q: np.mean([((p[i] - q[i]) ** 2).sum() for i in range(3)])  # noqa: E731
+  assert out["sq"]["gain"] == pytest.approx(d(weak, y) - d(student, y))
+  assert out["sq"]["misfit"] == pytest.approx(d(student, weak))
+  kl = lambda p, q: np.mean([sum(p[i, c] * np.log(p[i, c] / q[i, c])  # noqa: E731
+                                 for c in range(2) if p[i, c] > 0) for i in range(3)])
+  assert out["kl"]["gain"] == pytest.approx(kl(y, weak) - kl(y, student))
+  assert out["kl"]["misfit"] == pytest.approx(kl(student, weak))
+  # The projection of the weak labels onto a convex set holding the truth gains at least its
+  # misfit (the theorem, on a hand-made case: the set {p : p_truth >= 0.75}).
+  proj = weak.copy()
+  for i, c in enumerate(labels):
+    proj[i, c] = max(proj[i, c], 0.75)
+    proj[i, 1 - c] = 1 - proj[i, c]
+  mg = metrics.misfit_gain(np.log(weak), np.log(proj), labels)["sq"]
+  assert mg["gain"] >= mg["misfit"] > 0
+  hard = metrics.misfit_gain_hard(np.int32([0, 1, 1]), np.int32([0, 0, 1]), labels)["sq"]
+  assert hard == {"gain": pytest.approx(2 / 3), "misfit": pytest.approx(2 / 3)}
+  split = metrics.agreement_split(np.int32([0, 1, 1]), np.int32([0, 0, 1]), labels)
+  assert split == {"weak_right": 1.0, "weak_wrong": 0.0}
+
+
+def test_pooled_misfit_counts_the_runs_where_gain_reaches_misfit():
+  rows = [{"misfit_gain": {"sq": {"gain": g, "misfit": m}}, "agreement_split": {
+      "weak_right": 0.9, "weak_wrong": w}} for g, m, w in ((0.2, 0.1, 0.5), (0.0, 0.1, 0.7))]
+  out = report.pooled_misfit(rows)
+  assert out["misfit_gain"]["sq"] == {"gain": pytest.approx(0.1), "misfit": pytest.approx(0.1),
+                                      "gain_reaches_misfit": 1}
+  assert out["agreement_split"]["weak_wrong"] == pytest.approx(0.6)
