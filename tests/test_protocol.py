@@ -6,7 +6,7 @@ import chess
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, pipeline, report, runtime, stages
+from w2s_jax import config as config_lib, metrics, pipeline, report, runtime, stages, summary
 from w2s_jax.chess import puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
@@ -38,9 +38,10 @@ def test_a_seed_draws_its_own_split_and_the_test_rows_stay(tmp_path, nlp_config)
 
 
 @pytest.mark.slow
-def test_replicate_seeds_train_their_own_weak_models_and_pool(tmp_path, nlp_config):
+def test_replicate_seeds_train_their_own_weak_models_and_pool(tmp_path, nlp_config, capsys):
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 400, 128, 1.0
+  cfg.task.n_dev = 64
   cfg.losses, cfg.seeds = ("xent",), (0, 1)
   cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
   config_lib.validate(cfg, 8)
@@ -54,8 +55,18 @@ def test_replicate_seeds_train_their_own_weak_models_and_pool(tmp_path, nlp_conf
   assert labels[0].shape == labels[1].shape and not np.allclose(labels[0], labels[1])
   # Different splits, one recipe: the two seeds pool into one row of the table.
   assert r0["recipe"] == r1["recipe"] and r0["seed_scope"] == "split"
-  (pooled,) = json.loads((tmp_path / "results.json").read_text())["pooled"]
+  results = json.loads((tmp_path / "results.json").read_text())
+  (pooled,) = results["pooled"]
   assert pooled["seeds"] == 2
+  # The development slice: scored for every role and pooled, shown by `report --dev` only.
+  assert pooled["dev"]["seeds"] == 2 and set(r0["dev_predict_keys"]) == {"weak", "student",
+                                                                          "ceiling"}
+  dev = stages.StageStore(str(tmp_path)).arrays("predict", r0["dev_predict_keys"]["weak"])
+  assert len(dev["correct"]) == 64
+  assert "development" not in report.tables(results)
+  capsys.readouterr()
+  report.main([str(tmp_path), "--dev"])
+  assert "development slice" in capsys.readouterr().out
 
 
 def test_training_rows_that_repeat_or_appear_in_test_are_dropped(tmp_path):
@@ -194,7 +205,7 @@ def test_misfit_and_gain_against_numpy():
 def test_pooled_misfit_counts_the_runs_where_gain_reaches_misfit():
   rows = [{"misfit_gain": {"sq": {"gain": g, "misfit": m}}, "agreement_split": {
       "weak_right": 0.9, "weak_wrong": w}} for g, m, w in ((0.2, 0.1, 0.5), (0.0, 0.1, 0.7))]
-  out = report.pooled_misfit(rows)
+  out = summary.pooled_misfit(rows)
   assert out["misfit_gain"]["sq"] == {"gain": pytest.approx(0.1), "misfit": pytest.approx(0.1),
                                       "gain_reaches_misfit": 1}
   assert out["agreement_split"]["weak_wrong"] == pytest.approx(0.6)

@@ -1,10 +1,12 @@
 """Zero-shot baselines: the prompt's tokens, the answer tokens' logits read through the model's own
 language-model head, pair likelihoods, and the score in every classification row."""
+import json
+
 import jax
 import numpy as np
 import pytest
 
-from w2s_jax import metrics, pipeline, sharding, train, zero_shot
+from w2s_jax import metrics, pipeline, report, sharding, train, zero_shot
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import hf as hf_lib, model_config
@@ -85,7 +87,7 @@ def test_rows_carry_each_pretrained_models_zero_shot_score(tmp_path, nlp_config)
   cfg = nlp_config("tiny")
   cfg.task.name = "synthetic-zero-shot"
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 256, 128, 1.0
-  cfg.losses = ("xent",)
+  cfg.losses, cfg.seeds = ("xent",), (0, 1)
   cfg.strong.update(init=f"hf:{folder}", size="auto", mode="probe")
   rows = pipeline.run(cfg, str(tmp_path / "w"))
   z = rows[0]["zero_shot"]
@@ -94,3 +96,12 @@ def test_rows_carry_each_pretrained_models_zero_shot_score(tmp_path, nlp_config)
   assert 0 <= score["acc"] <= 1 and score["acc_ci95"][0] <= score["acc"] <= score["acc_ci95"][1]
   assert sorted(p.name.split("-")[0] for p in (tmp_path / "w" / "stages").iterdir()
                 if p.name.startswith("zero_shot")) == ["zero_shot"]
+  # The untrained strong model, paired with each student on the test rows and given its own
+  # PGR: a row "no fine-tune" of the pooled table.
+  assert all(r["no_finetune_key"][0] == "zero_shot" for r in rows)
+  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  (base,) = results["paired"]["baselines"]
+  assert base["seeds"] == 2 and base["no_finetune_acc"] == pytest.approx(score["acc"])
+  student = np.mean([r["student_acc"] for r in rows])
+  assert base["over_no_finetune"] == pytest.approx(student - score["acc"], abs=1e-6)
+  assert "no fine-tune" in report.tables(results)

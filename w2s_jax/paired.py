@@ -64,7 +64,7 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
                                "seeds": len(common), "pgr_diff": pgr["value"],
                                "pgr_diff_ci95": pgr["ci95"], "acc_diff": acc["value"],
                                "acc_diff_ci95": acc["ci95"]})
-      keyed = [s for s in sorted(seeds) if seeds[s].get("no_finetune_key")]
+      keyed = [] if same else [s for s in sorted(seeds) if seeds[s].get("no_finetune_key")]
       if keyed:
         runs = [[correct("predict", seeds[s]["predict_keys"][n]) for n in ROLES] +
                 [correct(*seeds[s]["no_finetune_key"])] for s in keyed]

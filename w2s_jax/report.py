@@ -179,28 +179,12 @@ def pooled(rows: list[dict], store, samples: int = 1000) -> list[dict]:
             "legal_mask", "recipe", "variant", "seed_scope")
     entry = {"pool": pool, **{k: rs[0][k] for k in keep if k in rs[0]},
              "seed_list": [r["seed"] for r in rs],
-             **metrics.pooled_pgr(runs, samples=samples), **pooled_misfit(rs)}
+             **metrics.pooled_pgr(runs, samples=samples), **summary.pooled_misfit(rs)}
     if all(r.get("dev_predict_keys") for r in rs):  # the development slice: no table shows it
       entry["dev"] = metrics.pooled_pgr([[_correct(store, r["dev_predict_keys"][n]) for n in ROLES]
                                          for r in rs], samples=samples)
     out.append(entry)
   return out
-
-
-def pooled_misfit(rs: list[dict]) -> dict:
-  """Mean misfit and gain over the seeds (each its own weak model), and in how many runs the
-  gain reaches the misfit (Charikar et al. 2024: always, for a convex strong class)."""
-  mg = [r["misfit_gain"] for r in rs if r.get("misfit_gain")]
-  if not mg:
-    return {}
-  out = {d: {k: float(np.mean([m[d][k] for m in mg])) for k in ("gain", "misfit")}
-         for d in mg[0]}
-  out["sq"]["gain_reaches_misfit"] = sum(m["sq"]["gain"] >= m["sq"]["misfit"] for m in mg)
-  split = [r["agreement_split"] for r in rs if r.get("agreement_split")]
-  def mean(k):  # rows store NaN as null: no row of that kind (a supervisor never wrong)
-    v = [a[k] for a in split if a[k] is not None and np.isfinite(a[k])]
-    return float(np.mean(v)) if v else float("nan")
-  return {"misfit_gain": out, "agreement_split": {k: mean(k) for k in ("weak_right", "weak_wrong")}}
 
 
 def write_results(workdir: str, rows: list[dict], store, samples: int = 1000) -> dict:
@@ -413,27 +397,6 @@ def over_zero_shot_lines(by: list) -> list[str]:
   return lines
 
 
-def misfit_lines(pool: list[dict]) -> list[str]:
-  """Per pooled student: mean gain and misfit (squared distance; KL where defined), how many
-  runs have gain >= misfit, and its agreement with the supervisor where that was right / wrong."""
-  lines = []
-  for p in pool:
-    mg, ag = p.get("misfit_gain"), p.get("agreement_split")
-    if not mg:
-      continue
-    name = p["strong"] + (f" [{p['method']} {method_label(p)}]" if p.get("method")
-                          else f" [{method_label(p)}]")
-    kl = f"; KL gain {mg['kl']['gain']:+.3f}, misfit {mg['kl']['misfit']:.3f}" if "kl" in mg \
-        else ""
-    lines.append(f"{p['task']} {p['weak']} -> {name}: gain {mg['sq']['gain']:+.3f}, misfit "
-                 f"{mg['sq']['misfit']:.3f} (gain >= misfit in {mg['sq']['gain_reaches_misfit']}"
-                 f" of {p['seeds']} runs){kl}; agreement with the supervisor where it was right "
-                 f"{_f(ag['weak_right'], '.3f')}, wrong {_f(ag['weak_wrong'], '.3f')}")
-  if lines:
-    lines = ["", "misfit and gain on test (Charikar et al. 2024; mean over seeds):"] + lines
-  return lines
-
-
 def tables(results: dict) -> str:
   runs, pool = results["runs"], results.get("pooled", [])
   pair = results.get("paired") or {"methods": [], "baselines": []}
@@ -446,7 +409,7 @@ def tables(results: dict) -> str:
   if chess_pool:
     parts.append(ladder_table(chess_pool, [b for b in pair["baselines"]
                                            if b.get("setting") == "chess"]))
-  extra = paired.lines(pair) + misfit_lines(pool)
+  extra = paired.lines(pair) + summary.misfit_lines(pool, method_label)
   if extra:
     parts.append("\n".join(extra).strip("\n"))
   return "\n\n".join(parts)

@@ -7,6 +7,9 @@
                        (task, weak, strong) pairs where both are valid: how often its PGR is
                        higher, the median difference, and an exact two-sided sign test
 
+  misfit and gain       per pooled student, the mean misfit and gain over seeds (Charikar et al.
+                       2024) and how many runs have gain >= misfit
+
 Rows are the pooled rows of report.pooled (one per task, weak, strong and method).
 """
 import math
@@ -72,3 +75,46 @@ def lines(rows: list[dict], label) -> list[str]:
                  f"pairs, lower on {c['losses']}, median difference {c['median_diff']:+.2f}, "
                  f"sign test p = {c['p']:.3f}")
   return out
+
+
+def pooled_misfit(rs: list[dict]) -> dict:
+  """Mean misfit and gain over the seeds (each its own weak model), and in how many runs the
+  gain reaches the misfit (Charikar et al. 2024: always, for a convex strong class)."""
+  mg = [r["misfit_gain"] for r in rs if r.get("misfit_gain")]
+  if not mg:
+    return {}
+  out = {d: {k: float(np.mean([m[d][k] for m in mg])) for k in ("gain", "misfit")}
+         for d in mg[0]}
+  out["sq"]["gain_reaches_misfit"] = sum(m["sq"]["gain"] >= m["sq"]["misfit"] for m in mg)
+  split = [r["agreement_split"] for r in rs if r.get("agreement_split")]
+
+  def mean(k):  # rows store NaN as null: no row of that kind (a supervisor never wrong)
+    v = [a[k] for a in split if a[k] is not None and np.isfinite(a[k])]
+    return float(np.mean(v)) if v else float("nan")
+  return {"misfit_gain": out,
+          "agreement_split": {k: mean(k) for k in ("weak_right", "weak_wrong")}}
+
+
+def _f(x) -> str:
+  return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def misfit_lines(pool: list[dict], label) -> list[str]:
+  """Per pooled student: mean gain and misfit (squared distance; KL where defined), how many
+  runs have gain >= misfit, and its agreement with the supervisor where that was right / wrong."""
+  lines = []
+  for p in pool:
+    mg, ag = p.get("misfit_gain"), p.get("agreement_split")
+    if not mg:
+      continue
+    name = p["strong"] + (f" [{p['method']} {label(p)}]" if p.get("method")
+                          else f" [{label(p)}]")
+    kl = f"; KL gain {mg['kl']['gain']:+.3f}, misfit {mg['kl']['misfit']:.3f}" if "kl" in mg \
+        else ""
+    lines.append(f"{p['task']} {p['weak']} -> {name}: gain {mg['sq']['gain']:+.3f}, misfit "
+                 f"{mg['sq']['misfit']:.3f} (gain >= misfit in {mg['sq']['gain_reaches_misfit']}"
+                 f" of {p['seeds']} runs){kl}; agreement with the supervisor where it was right "
+                 f"{_f(ag['weak_right'])}, wrong {_f(ag['weak_wrong'])}")
+  if lines:
+    lines = ["", "misfit and gain on test (Charikar et al. 2024; mean over seeds):"] + lines
+  return lines
