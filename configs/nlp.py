@@ -10,6 +10,9 @@
                                        i < j), three tasks of the registries' data
                                        (sentiment, commonsense QA, privacy-policy QA), xent
                                        and logconf, 5 seeds
+  --config=configs/nlp.py:reproduce_bootstrap   the same probes and tasks: 2 layers -> 30
+                                       layers naive, and bootstrapped through 8 layers (each
+                                       student on its own half of B's student rows), 5 seeds
   --config=configs/nlp.py:reproduce_gpu   the same ladder fully fine-tuned on one accelerator
                                        (A = B = 5,000 rows, bf16)
   --config=configs/nlp.py:sweep_tiny   every pair of three tiny sizes x 2 losses x 2 seeds (CI)
@@ -18,8 +21,8 @@
 """
 from w2s_jax.config import defaults
 
-VARIANTS = ("tiny", "jsonl", "offline", "reproduce", "reproduce_gpu", "pod_gpt2", "pod_qwen",
-            "sweep_tiny", "sweep_gpt2")
+VARIANTS = ("tiny", "jsonl", "offline", "reproduce", "reproduce_bootstrap", "reproduce_gpu",
+            "pod_gpt2", "pod_qwen", "sweep_tiny", "sweep_gpt2")
 
 
 def get_config(arg: str = "tiny"):
@@ -106,6 +109,14 @@ def get_config(arg: str = "tiny"):
     c.train.update(eval_batch_size=64, log_every=250,
                    buckets=(16, 24, 32, 40, 48, 56, 64, 80, 96, 128))
     c.bootstrap_samples = 1000
+  elif arg == "reproduce_bootstrap":
+    # The depth ladder's ends and middle: the 2-layer probe supervises the 30-layer one directly
+    # (naive) or through the 8-layer one (bootstrapped), the two students on the same rows. Run
+    # in the reproduce workdir it reuses its features.
+    c = get_config("reproduce")
+    c.sweep.models = ()
+    c.weak.n_layers, c.strong.n_layers = 2, 0
+    c.bootstrap.via = ("gguf:smollm2-135m@8",)
   elif arg == "reproduce_gpu":
     # The same ladder fully fine-tuned on one accelerator: SmolLM2-135M cut to 2, 4, 8, 16 and
     # 30 layers, A = B = 5,000 rows, bf16; the weak models and ceilings train 2 epochs, the
@@ -135,6 +146,5 @@ def get_config(arg: str = "tiny"):
                                    "anli-r2", "ethics-justice", "paws", "quartz")),)
   else:
     raise ValueError(f"configs/nlp.py: unknown variant {arg!r} "
-                     "(tiny | jsonl | offline | reproduce | reproduce_gpu | pod_gpt2 | pod_qwen | sweep_tiny | "
-                     "sweep_gpt2)")
+                     f"({' | '.join(VARIANTS)})")
   return c

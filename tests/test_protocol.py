@@ -209,3 +209,37 @@ def test_pooled_misfit_counts_the_runs_where_gain_reaches_misfit():
   assert out["misfit_gain"]["sq"] == {"gain": pytest.approx(0.1), "misfit": pytest.approx(0.1),
                                       "gain_reaches_misfit": 1}
   assert out["agreement_split"]["weak_wrong"] == pytest.approx(0.6)
+
+
+# --------------------------------------------------------------------------- bootstrapping
+@pytest.mark.slow
+def test_a_pair_bootstraps_through_an_intermediate_model_on_chunks_of_b(tmp_path, nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 400, 128, 1.0
+  cfg.losses, cfg.seeds = ("xent",), (0, 1)
+  cfg.weak.size, cfg.strong.size = "tiny-1", "tiny-3"
+  cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
+  cfg.bootstrap.via = ("tiny-2",)
+  config_lib.validate(cfg, 8)
+  rows = pipeline.run(cfg, str(tmp_path))
+  assert sorted((r["method"], r["seed"]) for r in rows) == [
+      ("bootstrap", 0), ("bootstrap", 1), ("naive", 0), ("naive", 1)]
+  spec = lambda kind, key: json.loads(  # noqa: E731
+      (tmp_path / "stages" / f"{kind}-{key}" / "spec.json").read_text())
+  data = _data(cfg, tmp_path)
+  keys, sets = data.keys(0), data.sets(0)
+  assert not _digests(sets["b1"]) & _digests(sets["b2"]) and len(sets["b1"]) == len(sets["b2"])
+  by = {r["method"]: r for r in rows if r["seed"] == 0}
+  naive, boot = (spec("train", by[m]["stage_keys"]["student"]) for m in ("naive", "bootstrap"))
+  # Both students on the last chunk: naive from the weak labels, bootstrapped from the
+  # intermediate model's, which learnt the weak labels of the first chunk.
+  assert naive["data"] == boot["data"] == keys["b2"]
+  weak_labels = spec("predict", naive["labels"])
+  assert weak_labels["train"] == by["naive"]["stage_keys"]["weak"]
+  mid = spec("train", spec("predict", boot["labels"])["train"])
+  assert mid["data"] == keys["b1"] and mid["labels"] == naive["labels"]
+  assert by["bootstrap"]["chain"] == ["tiny-1", "tiny-2", "tiny-3"]
+  assert by["bootstrap"]["supervisor"] == "tiny-2" and by["naive"]["supervisor"] == "tiny-1"
+  results = json.loads((tmp_path / "results.json").read_text())
+  (c,) = results["paired"]["methods"]
+  assert (c["method"], c["against"], c["seeds"]) == ("bootstrap xent", "naive xent", 2)

@@ -35,6 +35,19 @@ def model_spec(size: str, lr: float = 0.0) -> ml_collections.ConfigDict:
   ))
 
 
+def model_entry(template, entry: str) -> ml_collections.ConfigDict:
+  """A model named by an entry of `sweep.models` or `bootstrap.via`: a size-table name or a
+  checkpoint init (size "auto"), optionally "@k" for its first k layers
+  ("gguf:smollm2-135m@4"); the other settings from `template`."""
+  m = template.copy_and_resolve_references()
+  name, _, k = entry.partition("@")
+  m.size, m.init = ("auto", name) if ":" in name else (name, "scratch")
+  if k and not k.isdigit():
+    raise ConfigError(f"model entry {entry!r}: '@' takes a layer count")
+  m.n_layers = int(k or 0)
+  return m
+
+
 def rung_spec(size: str, pretrain_steps: int = 0, lr: float = 0.0) -> ml_collections.ConfigDict:
   """A rung of a bootstrapping ladder: a model and its pretraining budget (optimizer steps of
   next-move prediction on the chess corpus; 0: none, e.g. a Hub checkpoint)."""
@@ -142,6 +155,13 @@ def defaults() -> ml_collections.ConfigDict:
   # every point of `grid`, a tuple of ("dotted.key", (values, ...)). Losses and seeds are swept
   # by `losses` and `seeds`. Stages shared by several points are trained once.
   c.sweep = ml_collections.ConfigDict(dict(models=(), grid=()))
+  # Bootstrapping a classification pair through intermediate models (entries as in
+  # sweep.models, growing from weak to strong; the strong model's settings): B's student rows
+  # are cut into len(via) + 1 chunks; the first intermediate model learns the weak labels of
+  # chunk 1, each next model its predecessor's labels of the next chunk, and the strong model
+  # the last one's labels of the last chunk (the bootstrapped student), beside a naive student
+  # on the weak labels of the same last chunk. Rows carry method naive | bootstrap.
+  c.bootstrap = ml_collections.ConfigDict(dict(via=()))
   # Model selection, one rule for every role: each trained model holds out the last `val_rows`
   # rows of its own training data (0: a tenth of the students' rows), is scored there every
   # `every` steps (metric auroc | acc | loss) and keeps its best step's parameters. The weak
@@ -380,6 +400,15 @@ def validate(cfg, n_devices: int, devices=None) -> None:
     _require(name in losses.LOSSES, "losses", f"unknown loss {name!r}; known: {sorted(losses.LOSSES)}")
   _require(len(cfg.losses) > 0, "losses", "at least one student loss")
   check_growing([cfg.weak, cfg.strong], ["weak", "strong"])
+  if cfg.bootstrap.via:
+    _require(not cfg.sweep.models, "bootstrap.via",
+             "bootstraps one (weak, strong) pair: not with sweep.models")
+    try:
+      via = [model_entry(cfg.strong, e) for e in cfg.bootstrap.via]
+    except ConfigError as e:
+      raise ConfigError(f"config key 'bootstrap.via': {e}") from None
+    check_growing([cfg.weak, *via, cfg.strong],
+                  ["weak", *(f"bootstrap.via[{i}]" for i in range(len(via))), "strong"])
   pairwise = tasks.all_tasks()[cfg.task.name].kind == "pairwise"
   for key in ("weak", "strong"):
     _require(not (pairwise and cfg[key].mode == "probe"), f"{key}.mode",

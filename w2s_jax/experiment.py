@@ -18,18 +18,6 @@ from w2s_jax.errors import ConfigError, WorkdirError
 log = logging.getLogger("w2s_jax")
 
 
-def _model(template, entry: str):
-  """A sweep's model entry: a size-table name or a checkpoint init (size "auto"), optionally
-  "@k" for its first k layers ("gguf:smollm2-135m@4")."""
-  m = template.copy_and_resolve_references()
-  name, _, k = entry.partition("@")
-  m.size, m.init = ("auto", name) if ":" in name else (name, "scratch")
-  if k and not k.isdigit():
-    raise ConfigError(f"config key 'sweep.models': {entry!r}: '@' takes a layer count")
-  m.n_layers = int(k or 0)
-  return m
-
-
 def _set(cfg, dotted: str, value) -> None:
   node, *path = cfg, *dotted.split(".")
   for part in path[:-1]:
@@ -58,7 +46,11 @@ def expand(cfg) -> list:
       with c.unlocked():
         c.sweep.models, c.sweep.grid = (), ()
         if pair:
-          c.weak, c.strong = _model(cfg.weak, pair[0]), _model(cfg.strong, pair[1])
+          try:
+            c.weak, c.strong = (config_lib.model_entry(cfg.weak, pair[0]),
+                                config_lib.model_entry(cfg.strong, pair[1]))
+          except ConfigError as e:
+            raise ConfigError(f"config key 'sweep.models': {e}") from None
         for (k, _), value in zip(grid, point):
           _set(c, k, value)
       out.append(c)

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from w2s_jax import graph as graph_lib, loop, metrics, models, report, runtime as rt_lib, train
+from w2s_jax import config as config_lib, graph as graph_lib, loop, metrics, models, report, \
+    runtime as rt_lib, train
 from w2s_jax import zero_shot as zs_lib
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
@@ -27,7 +28,8 @@ log = logging.getLogger("w2s_jax")
 
 # The splits a replicate seed cuts from the pool (A, B and what is taken of them); the others
 # (test, the zero-shot prompts, eval sets) are one for every seed.
-SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student", "b_val")
+SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student", "b_val",
+               *(f"b{t}" for t in range(1, 10)))
 
 
 class Data:
@@ -47,6 +49,7 @@ class Data:
     self.num_classes = cfg.num_classes or len(self.splits.labels)
     self.data_seed, self.per_seed = cfg.data_seed, cfg.seed_scope == "split"
     self.n_strong, self.select = cfg.task.n_strong_train, cfg.early_stopping.enabled
+    self.n_chunks = len(cfg.bootstrap.via) + 1 if cfg.bootstrap.via else 0
     self.pool = self.splits.pool
     self.shared = {"test": self.splits.test, "pool": self.pool}
     if len(self.splits.dev):
@@ -92,9 +95,24 @@ class Data:
       rows = {"a": a, "b": b, "a_train": a[:fit], "a_val": a[fit:], "a_strong": strong(a),
               "b_strong": b[:self.n_strong] if self.n_strong else b, "b_student": strong(b),
               "b_val": b[fit:]}
+      # Bootstrapping: the student rows of B in consecutive chunks b1, b2, ...
+      per = len(rows["b_student"]) // max(self.n_chunks, 1)
+      rows.update({f"b{t + 1}": b[t * per:(t + 1) * per] for t in range(self.n_chunks)})
       sets = {name: self.pool.take(idx) for name, idx in rows.items()}
       self._seeds[seed] = (rows, sets, {name: ds.key() for name, ds in sets.items()})
     return self._seeds[seed][0]
+
+  def in_b(self, split: str) -> slice:
+    """Where a split cut from B lies in B (the rows of a predict stage over "b": its labels)."""
+    n, b = len(self.splits.b), self.rows(0)  # every seed cuts B alike: only its rows differ
+    start = 0
+    if split.startswith("b") and split[1:].isdigit():
+      start = (int(split[1:]) - 1) * len(b[split])
+    elif split == "b_val":
+      start = n - self.n_val
+    elif split not in ("b", "b_strong", "b_student"):
+      raise ValueError(f"split {split!r} is not cut from B")
+    return slice(start, start + len(b[split]))
 
   def sets(self, seed: int) -> dict:
     """Split name -> Dataset: the seed's cut of the pool and the shared splits."""
@@ -123,7 +141,7 @@ def data_for(cfg, rt) -> Data:
   es = cfg.early_stopping
   key = ("classification", cfg.task.to_json(), cfg.tokenizer, cfg.max_len, cfg.eval_max_len,
          cfg.data_seed, cfg.num_classes, tuple(cfg.eval_tasks), es.enabled,
-         es.val_rows if es.enabled else 0, cfg.seed_scope)
+         es.val_rows if es.enabled else 0, cfg.seed_scope, len(cfg.bootstrap.via))
   return rt.memo(key, lambda: Data(cfg))
 
 
@@ -302,7 +320,7 @@ class Builder:
       store, t0 = self.rt.store, time.time()
       ds = self.data.sets(seed)[split]
       targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
-                 store.arrays("predict", labels.key)["probs"][:n])
+                 store.arrays("predict", labels.key)["probs"][self.data.in_b(split)])
       fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                  writer=self.rt.stage_writer(stage), label=label, evaluation=self.evaluation(
                      spec, seed, select, labels, feats, test_feats))
@@ -348,7 +366,7 @@ class Builder:
     val = "a_val" if labels is None else "b_val"
     if select:
       weak = None if labels is None else store.arrays("predict", labels.key)["probs"][
-          -data.n_val:]
+          data.in_b("b_val")]
       scored["val"] = (sets[val], sets[val].labels, weak)
     if feats is not None:  # a probe: the features of the held-out rows and of test
       x = {"val": self.probe_inputs(spec, feats, seed, val) if select else None,
@@ -418,14 +436,37 @@ class Builder:
         ceiling = self.train(cfg.strong, seed, "a_strong", None, "xent", role="ceiling",
                              init=init)
         for loss in cfg.losses:
-          student = self.train(cfg.strong, seed, "b_student", weak_labels, loss,
-                               role="student", init=init)
-          models_ = {"weak": (cfg.weak, weak), "ceiling": (cfg.strong, ceiling),
-                     "student": (cfg.strong, student)}
-          preds = {role: {split: self.predict(spec, st, split, seed)
-                          for split in ["test"] + self.evals + self.dev}
-                   for role, (spec, st) in models_.items()}
-          self._rows.append((seed, gft, loss, models_, preds, weak_labels))
+          for method, student, chain, sup in self.students(seed, loss, weak_labels, init):
+            models_ = {"weak": (cfg.weak, weak), "ceiling": (cfg.strong, ceiling),
+                       "student": (cfg.strong, student)}
+            preds = {role: {split: self.predict(spec, st, split, seed)
+                            for split in ["test"] + self.evals + self.dev}
+                     for role, (spec, st) in models_.items()}
+            if sup is not None:  # an intermediate model: misfit is measured against it
+              preds["supervisor"] = {"test": self.predict(*sup, "test", seed)}
+            self._rows.append((seed, gft, loss, models_, preds, weak_labels,
+                               {"method": method, "chain": chain} if method else {}))
+
+  def students(self, seed: int, loss: str, weak_labels: Stage, init: Stage | None) -> list:
+    """(method, student stage, chain of supervisors' names, (spec, stage) of its supervisor
+    when not the weak model) for one seed and loss: the student on all of B's student rows;
+    with bootstrap.via, the naive and the bootstrapped student on the last chunk of them."""
+    cfg = self.cfg
+    if not cfg.bootstrap.via:
+      return [("", self.train(cfg.strong, seed, "b_student", weak_labels, loss,
+                              role="student", init=init), [], None)]
+    via = [config_lib.model_entry(cfg.strong, e) for e in cfg.bootstrap.via]
+    labels, chain = weak_labels, [models.display_name(cfg.weak)]
+    for t, spec in enumerate(via):  # each model learns its predecessor's labels of its chunk
+      mid = self.train(spec, seed, f"b{t + 1}", labels, loss, role="student")
+      labels = self.predict(spec, mid, "b", seed)
+      chain.append(models.display_name(spec))
+    last = f"b{len(via) + 1}"
+    strong = models.display_name(cfg.strong)
+    return [("naive", self.train(cfg.strong, seed, last, weak_labels, loss, role="student",
+                                 init=init), [chain[0], strong], None),
+            ("bootstrap", self.train(cfg.strong, seed, last, labels, loss, role="student",
+                                     init=init), chain + [strong], (via[-1], mid))]
 
   def check_data(self) -> None:
     """Every split a stage trains on or scores holds rows, both classes and one batch."""
@@ -455,21 +496,30 @@ class Builder:
                     if st else {"why": "trained from scratch" if cfg[role].init == "scratch"
                                 else data.zero_shot_why})
     out = []
-    for seed, gft, loss, models_, preds, weak_labels in self._rows:
+    for seed, gft, loss, models_, preds, weak_labels, boot in self._rows:
+      preds = dict(preds)
+      sup = preds.pop("supervisor", None)
       logits = {r: store.arrays("predict", p["test"].key)["logits"] for r, p in preds.items()}
       scores = metrics.score_run(logits["weak"], logits["student"], logits["ceiling"], labels,
                                  samples=cfg.bootstrap_samples, seed=seed)
+      if sup is not None:  # misfit and agreement against the model whose labels it learnt
+        own = store.arrays("predict", sup["test"].key)["logits"]
+        scores["misfit_gain"] = metrics.misfit_gain(own, logits["student"], labels)
+        scores["agreement_split"] = metrics.agreement_split(
+            own.argmax(-1), logits["student"].argmax(-1), labels)
+        scores["supervisor_acc"] = store.metrics("predict", sup["test"].key)["acc"]
       # Ranking quality too: a biased model can sit at the prior in accuracy and still order
       # the pairs (or rows) well.
       scores["pgr_auroc"] = metrics.pgr(scores["weak_auroc"], scores["student_auroc"],
                                         scores["ceiling_auroc"])
       group = [cfg.task.name, data.shared_keys["test"], weak_name, strong_name, loss] + (
-          ["gft"] if gft else [])
+          ["gft"] if gft else []) + ([boot["method"]] if boot else [])
       out.append({
           **report.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
           "setting": "classification",
           "task": cfg.task.name, "data_key": data.shared_keys["test"], "weak": weak_name,
-          "strong": strong_name, "supervisor": weak_name, "loss": loss, "seed": seed, "gft": gft,
+          "strong": strong_name, "supervisor": boot["chain"][-2] if boot else weak_name,
+          **boot, "loss": loss, "seed": seed, "gft": gft,
           **scores, "seed_scope": cfg.seed_scope,
           # A student kept at the step that scored best on ground truth: an analysis (it reads
           # labels a weak-to-strong user does not have), marked in every table and figure.

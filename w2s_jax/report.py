@@ -254,11 +254,13 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
 
 def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict] = ()) -> str:
   """Classification and reward rows: one line per run, then the pooled lines. '*': the ceiling
-  does not beat the weak model, so that PGR means nothing."""
+  does not beat the weak model, so that PGR means nothing. A bootstrapped pair's rows name
+  their method (naive | bootstrap) before the loss."""
+  label = lambda r: paired.method_of(r, method_label)  # noqa: E731
   head = ["task", "weak", "strong", "loss", "seed",
           "prior", "weak", "student", "ceiling", "PGR",
           "PGR 95% CI", "agree"]
-  body = [[r["task"], r["weak"], r["strong"], method_label(r), r["seed"],
+  body = [[r["task"], r["weak"], r["strong"], label(r), r["seed"],
            _f(r.get("prior"), ".3f"),
            _f(r["weak_acc"], ".3f"), _f(r["student_acc"], ".3f"), _f(r["ceiling_acc"], ".3f"),
            _f(r["pgr"], "+.2f") + ("" if r["pgr_valid"] else "*"), _ci(r["pgr_ci95"]),
@@ -266,8 +268,8 @@ def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict]
   lines = _table(head, body)
   if any(not r["pgr_valid"] for r in runs):
     lines.append("* ceiling <= weak: PGR is undefined there and left out of medians")
-  for m in dict.fromkeys(method_label(r) for r in runs):
-    valid = [r["pgr"] for r in runs if method_label(r) == m and r["pgr_valid"]]
+  for m in dict.fromkeys(label(r) for r in runs):
+    valid = [r["pgr"] for r in runs if label(r) == m and r["pgr_valid"]]
     med = f"{np.median(valid):+.2f}" if valid else "n/a (no run whose ceiling beats its weak model)"
     lines.append(f"median PGR [{m}] over {len(valid)} valid runs: {med}")
   lines += baseline_lines(runs)
@@ -277,7 +279,7 @@ def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict]
               "seeds and test examples):"]
     head = ["task", "weak", "strong", "loss", "seeds",
             "weak", "student", "ceiling", "PGR", "PGR 95% CI"]
-    body = [[p["task"], p["weak"], p["strong"], method_label(p), p["seeds"],
+    body = [[p["task"], p["weak"], p["strong"], label(p), p["seeds"],
              _f(p["weak_acc"], ".3f"), _f(p["student_acc"], ".3f"), _f(p["ceiling_acc"], ".3f"),
              _f(p["pgr"], "+.2f") + ("" if p["pgr_valid"] else "*"), _ci(p["pgr_ci95"])]
             for p in multi]
@@ -292,7 +294,7 @@ def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict]
                      _f(b["no_finetune_pgr"], "+.2f") + ("" if b["pgr_valid"] else "*"),
                      _ci(b["no_finetune_pgr_ci95"])])
     lines += _table(head, body)
-    lines += summary.lines(multi, method_label)
+    lines += summary.lines(multi, label)
   return "\n".join(lines)
 
 

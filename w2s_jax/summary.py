@@ -44,11 +44,11 @@ def by_task(rows: list[dict], label) -> list[dict]:
 
 
 def comparisons(rows: list[dict], label) -> list[dict]:
-  """Each method against naive xent (else the first method seen), paired by (task, weak,
-  strong)."""
+  """Each method against naive xent (a bootstrapped pair's "naive xent"; else the first method
+  seen), paired by (task, weak, strong)."""
   pgr = {(r["task"], r["weak"], r["strong"], label(r)): r["pgr"] for r in rows if r["pgr_valid"]}
   methods = list(dict.fromkeys(label(r) for r in rows))
-  base = "xent" if "xent" in methods else methods[0]
+  base = next((m for m in ("xent", "naive xent") if m in methods), methods[0])
   out = []
   for m in [m for m in methods if m != base]:
     diffs = [pgr[k[:3] + (m,)] - v for k, v in pgr.items()
