@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from w2s_jax import config as config_lib, sharding, stages, train
-from w2s_jax.chess import corpus, decode, encoding, puzzles
+from w2s_jax.chess import corpus, decode, encoding, ladder, puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tasks import DataError
 from w2s_jax.models import model_config
@@ -482,8 +482,23 @@ def test_ladder_must_grow(chess_config):
   cfg.chess.legal_mask = True
   with pytest.raises(config_lib.ConfigError, match="chess.legal_mask"):
     config_lib.validate(cfg, 8)
-  for variant in ("default", "tiny", "gpu"):
+  for variant in ("default", "skill", "tiny", "gpu"):
     config_lib.validate(chess_config(variant), 8)
+
+
+def test_a_ladder_may_grow_in_pretraining_data_alone(chess_config):
+  """Equal size and steps on more positions is a growing rung (a ladder of skill, not compute);
+  fewer positions, or the same budget, is not."""
+  cfg = chess_config("tiny")
+  cfg.ladder.m2.update(pretrain_steps=40, pretrain_positions=500)
+  config_lib.validate(cfg, 8)  # m3: 40 steps on the whole corpus
+  cfg.ladder.m3.pretrain_positions = 400
+  with pytest.raises(config_lib.ConfigError, match="ladder.m3.*must grow.*on 400 positions"):
+    config_lib.validate(cfg, 8)
+  cfg.ladder.m3.pretrain_positions = 500
+  with pytest.raises(config_lib.ConfigError, match="ladder.m3.*must grow"):
+    config_lib.validate(cfg, 8)
+  assert ladder.rung_name(1, cfg.ladder.m2) == "M2:tiny-1+pt40/500pos"
 
 
 def test_pod_variant_is_the_gpt2_ladder(chess_config, tmp_path):

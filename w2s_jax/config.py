@@ -48,11 +48,14 @@ def model_entry(template, entry: str) -> ml_collections.ConfigDict:
   return m
 
 
-def rung_spec(size: str, pretrain_steps: int = 0, lr: float = 0.0) -> ml_collections.ConfigDict:
+def rung_spec(size: str, pretrain_steps: int = 0, lr: float = 0.0,
+              pretrain_positions: int = 0) -> ml_collections.ConfigDict:
   """A rung of a bootstrapping ladder: a model and its pretraining budget (optimizer steps of
-  next-move prediction on the chess corpus; 0: none, e.g. a Hub checkpoint)."""
+  next-move prediction on the chess corpus; 0: none, e.g. a Hub checkpoint), on the corpus's
+  first `pretrain_positions` positions (0: all of it; fewer: less skill for as much compute)."""
   r = model_spec(size, lr)
   r.pretrain_steps = pretrain_steps
+  r.pretrain_positions = pretrain_positions
   return r
 
 
@@ -503,13 +506,18 @@ def _check_chess(cfg) -> None:
       raise ConfigError(f"config key {key!r} must be a rung_spec(...), got {rung!r}")
     _check_tree(rung, rung_spec("tiny-1"), key + ".")
     _require(rung.pretrain_steps >= 0, f"{key}.pretrain_steps", "must be >= 0")
+    _require(rung.pretrain_positions >= 0, f"{key}.pretrain_positions", "must be >= 0 (0: all)")
     _require(rung.mode == "full" and not rung.lora_rank, f"{key}.mode",
              "chess rungs are fully fine-tuned")
-    counts.append((_check_model(rung, key), rung.pretrain_steps))
-  for i in range(1, len(counts)):  # a compute ladder: more parameters, or as many and more steps
-    (n0, s0), (n1, s1) = counts[i - 1], counts[i]
-    _require(n1 > n0 or (n1 == n0 and s1 > s0), f"ladder.{names[i]}",
-             f"rungs must grow: {n1:,} params x {s1} pretraining steps after {n0:,} x {s0}")
+    counts.append((_check_model(rung, key), rung.pretrain_steps,
+                   rung.pretrain_positions or math.inf))
+  for i in range(1, len(counts)):
+    # A growing ladder: more parameters; or as many and more pretraining steps; or as many of
+    # both on more positions (a ladder of pretraining data: rungs that differ in skill).
+    (n0, s0, d0), (n1, s1, d1) = counts[i - 1], counts[i]
+    _require((n1, s1, d1) > (n0, s0, d0) and n1 >= n0 and (n1 > n0 or s1 >= s0),
+             f"ladder.{names[i]}", f"rungs must grow: {n1:,} params x {s1} pretraining steps "
+             f"on {d1} positions after {n0:,} x {s0} on {d0}")
   _require(ch.encoding in ("native", "fen", "pgn"), "chess.encoding", "native | fen | pgn")
   _require(not (ch.legal_mask and ch.encoding != "native"), "chess.legal_mask",
            "legal-move masking is implemented for the native encoding")

@@ -33,7 +33,8 @@ log = logging.getLogger("w2s_jax")
 
 def rung_name(i: int, rung) -> str:
   return f"M{i + 1}:{models.display_name(rung)}" + (
-      f"+pt{rung.pretrain_steps}" if rung.pretrain_steps else "")
+      f"+pt{rung.pretrain_steps}" if rung.pretrain_steps else "") + (
+      f"/{rung.pretrain_positions}pos" if rung.pretrain_positions else "")
 
 
 class Puzzles:
@@ -154,12 +155,15 @@ class Builder:
                                 lr=p.lr, warmup_steps=p.warmup_steps, epochs=1.0)
     spec = {"model": self.identity(rung), "steps": rung.pretrain_steps,
             "train": rt_lib.hashed_train(tcfg), "corpus": corpus.key, "seed": p.seed,
-            **self._loss_spec()}
+            **self._loss_spec(),
+            # Only when set: the rungs on the whole corpus keep their keys (and caches).
+            **({"positions": rung.pretrain_positions} if rung.pretrain_positions else {})}
     label = f"pretrain:{rung_name(i, rung)}"
 
     def run():
       tr = self.trainer(rung)
-      arrays = {k: v.astype(str) for k, v in self.rt.store.arrays("corpus", corpus.key).items()}
+      arrays = {k: v[:rung.pretrain_positions or None].astype(str)
+                for k, v in self.rt.store.arrays("corpus", corpus.key).items()}
       boards = [puzzles.Position("", f, m, 0, f, ()) for f, m in zip(arrays["fen"],
                                                                        arrays["move"])]
       ds, targets = self.codec.training(self.codec.dataset(boards), boards)
@@ -167,7 +171,8 @@ class Builder:
                          loss_name="xent", loss_hp={}, tcfg=tcfg, lr=p.lr, seed=p.seed,
                          writer=self.rt.stage_writer(stage), label=label,
                          ckpt_dir=self.rt.store.ckpt_dir("pretrain", stage.key),
-                         steps=rung.pretrain_steps, legal=self._legal(boards, corpus.key))
+                         steps=rung.pretrain_steps, legal=self._legal(
+                             boards, f"{corpus.key}:{rung.pretrain_positions}"))
       self.rt.keep_params(stage.name, result.params)
       return Output(params=result.params, metrics={
           "train_seconds": result.seconds, "steps": result.steps, "history": result.history,
