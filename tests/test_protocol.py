@@ -243,3 +243,21 @@ def test_a_pair_bootstraps_through_an_intermediate_model_on_chunks_of_b(tmp_path
   results = json.loads((tmp_path / "results.json").read_text())
   (c,) = results["paired"]["methods"]
   assert (c["method"], c["against"], c["seeds"]) == ("bootstrap xent", "naive xent", 2)
+
+
+def test_seeds_share_a_recipe_and_other_row_counts_do_not(tmp_path, nlp_config):
+  """A stage's recipe names its seed's split by what it is, so the seeds of one config pool,
+  while a config that trains on other rows (task.n_strong_train) never pools with it."""
+  from w2s_jax import graph as graph_lib  # noqa: PLC0415
+
+  def recipes(n_strong):
+    cfg = nlp_config("tiny")
+    cfg.task.n_train, cfg.task.n_test, cfg.losses, cfg.seeds = 400, 100, ("xent",), (0, 1)
+    cfg.task.n_strong_train = n_strong
+    g = graph_lib.Graph()
+    pipeline.Builder(cfg, runtime.Runtime(cfg, str(tmp_path / str(n_strong))), g).build()
+    students = [s for s in g if s.label.startswith("student")]
+    assert len({s.key for s in students}) == 2  # one per seed
+    return {s.recipe for s in students}
+  (one,), (other,) = recipes(64), recipes(96)
+  assert one != other

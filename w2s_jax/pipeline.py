@@ -128,8 +128,8 @@ class Data:
     that the seeds of one config share a recipe and pool."""
     if not self.per_seed:
       return {}
-    pool = self.shared_keys["pool"]
-    return {key: f"{name} of pool {pool} cut by the seed"
+    pool, sets = self.shared_keys["pool"], self.sets(seed)
+    return {key: f"{name} ({len(sets[name])} rows) of pool {pool} cut by the seed"
             for name, key in self._seeds_keys(seed).items()}
 
   def _seeds_keys(self, seed: int) -> dict:
