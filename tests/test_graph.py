@@ -181,6 +181,11 @@ def test_rows_of_several_recipes_pool_apart_and_are_labelled(tmp_path):
   same = [dict(r, config={}) for r in rows[:4]]  # equal configs: other code or data
   report.label_variants(same)
   assert {r["variant"] for r in same} == {"recipe r1", "recipe r2"}
+  # A key the defaults gained after some rows were written labels nothing.
+  newer = [dict(r, config={**r["config"], "seed_scope": "split"}) if r["recipe"] == "r2"
+           else r for r in rows[:4]]
+  report.label_variants(newer)
+  assert [r["variant"] for r in newer] == ["train.lr=0.001"] * 2 + ["train.lr=0.0003"] * 2
   (tmp_path / "rows").mkdir()
   for i, r in enumerate(rows[:2] + [{"id": "old|0", "pool": "old", "seed": 0}]):
     (tmp_path / "rows" / f"{i}.json").write_text(json.dumps(r))

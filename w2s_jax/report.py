@@ -148,7 +148,8 @@ def label_variants(rows: list[dict]) -> None:
   for pool, configs in by.items():
     if len(configs) < 2:
       continue
-    keys = sorted(set().union(*configs.values()))
+    # Keys some configs lack (added to the defaults after their rows were written) say nothing.
+    keys = sorted(set.intersection(*(set(c) for c in configs.values())))
     differ = [k for k in keys
               if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
     for recipe, c in configs.items():
