@@ -148,12 +148,13 @@ def label_variants(rows: list[dict]) -> None:
   for pool, configs in by.items():
     if len(configs) < 2:
       continue
-    # Keys some configs lack (added to the defaults after their rows were written) say nothing.
-    keys = sorted(set.intersection(*(set(c) for c in configs.values())))
-    differ = [k for k in keys
-              if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+    # A key some configs lack (added to the defaults after their rows were written) differs
+    # only where the configs that have it disagree, and labels only those.
+    keys = sorted(set().union(*configs.values()))
+    differ = [k for k in keys if len({json.dumps(c[k], sort_keys=True)
+                                      for c in configs.values() if k in c}) > 1]
     for recipe, c in configs.items():
-      text = ", ".join(f"{k}={_value(c.get(k))}" for k in differ)
+      text = ", ".join(f"{k}={_value(c[k])}" for k in differ if k in c)
       # Equal configs with different recipes: other code, data or checkpoints.
       labels[pool, recipe] = text or f"recipe {recipe[:8]}"
   for r in rows:
@@ -352,7 +353,9 @@ def ladder_table(pool: list[dict], baselines: list[dict] = ()) -> str:
     by.setdefault((p["rung"], p["strong"], method_label(p)), {})[p["method"]] = p
   head = ["rung", "loss", "seeds", "weak", "naive", "boot",
           "ceiling", "PGR naive [95% CI]", "PGR boot [95% CI]", "PGR no fine-tune [95% CI]"]
-  free = {b["strong"]: b for b in baselines if b["method"].startswith("naive")}
+  free = {}  # (rung, loss label) -> its untrained rung's paired baseline (naive's first)
+  for b in sorted(baselines, key=lambda b: not b["method"].startswith("naive")):
+    free.setdefault((b["strong"], b["method"].split(" ", 1)[1]), b)
   by = sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0]))  # per variant, rung by rung
   body = []
   for (_, strong, loss), m in by:
@@ -360,7 +363,7 @@ def ladder_table(pool: list[dict], baselines: list[dict] = ()) -> str:
     cell = lambda p: "n/a" if p is None else f"{_f(p['pgr'], '+.2f')}" + (  # noqa: E731
         "" if p["pgr_valid"] else "*") + f" {_ci(p['pgr_ci95'])}"
     ref = n or b
-    z = free.get(strong)
+    z = free.get((strong, loss))
     body.append([strong, loss, ref["seeds"], _f(ref["weak_acc"], ".3f"),
                  _f(n["student_acc"] if n else None, ".3f"),
                  _f(b["student_acc"] if b else None, ".3f"), _f(ref["ceiling_acc"], ".3f"),
@@ -369,7 +372,7 @@ def ladder_table(pool: list[dict], baselines: list[dict] = ()) -> str:
   lines = _table(head, body)
   for (_, strong, loss), m in by:
     sup = {k: p["supervisor"] for k, p in m.items() if p.get("supervisor")}
-    if sup.get("bootstrap") and sup.get("bootstrap") != sup.get("naive"):
+    if sup.get("naive") and sup.get("bootstrap") and sup["bootstrap"] != sup["naive"]:
       lines.append(f"{strong} {loss}: naive students learn {sup.get('naive')}'s labels, "
                    f"bootstrapped ones {sup['bootstrap']}'s (its bootstrapped student); PGR "
                    "measures both against the weak model M1")
