@@ -30,12 +30,13 @@ def _group(r: dict) -> tuple:
   return (r["task"], r.get("data_key"), r["weak"], r["strong"], r.get("rung"))
 
 
-def _reference(r: dict, label) -> str | None:
-  """The method a row is compared against: bootstrapped -> naive with the same loss (chess),
-  any other method -> naive xent; None for the reference itself."""
-  if r.get("method"):
-    return None if r["method"] == "naive" else f"naive {label(r)}"
-  return None if label(r) == "xent" else "xent"
+def reference_of(r: dict, label) -> str | None:
+  """The label (by `label`) of the method a row is compared against: naive with the same loss
+  for a bootstrapped student, naive xent (without gft) for any other; None for the reference
+  itself. The variant stays: a grid point is compared within its own recipe."""
+  other = {**r, "method": "naive"} if r.get("method") else {**r, "loss": "xent", "gft": False}
+  ref = label(other)
+  return None if ref == label(r) else ref
 
 
 def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
@@ -48,7 +49,7 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
   for by_method in groups.values():
     for method, seeds in by_method.items():
       first = seeds[min(seeds)]
-      ref = _reference(first, label)
+      ref = reference_of(first, lambda r: method_of(r, label))
       same = ref is not None and ref in by_method and all(
           by_method[ref].get(k, {}).get("predict_keys") == r["predict_keys"]
           for k, r in seeds.items())  # one student in two roles (a ladder's first rung)

@@ -44,19 +44,21 @@ def by_task(rows: list[dict], label) -> list[dict]:
 
 
 def comparisons(rows: list[dict], label) -> list[dict]:
-  """Each method against naive xent (a bootstrapped pair's "naive xent"; else the first method
-  seen), paired by (task, weak, strong)."""
+  """Each method against its reference (paired.reference_of: naive xent, or naive for a
+  bootstrapped student, within the same variant), paired by (task, weak, strong)."""
+  from w2s_jax import paired  # noqa: PLC0415  (paired imports nothing of this module)
   pgr = {(r["task"], r["weak"], r["strong"], label(r)): r["pgr"] for r in rows if r["pgr_valid"]}
-  methods = list(dict.fromkeys(label(r) for r in rows))
-  base = next((m for m in ("xent", "naive xent") if m in methods), methods[0])
+  diffs = {}
+  for r in rows:
+    ref = paired.reference_of(r, label)
+    key = (r["task"], r["weak"], r["strong"])
+    if ref is not None and key + (label(r),) in pgr and key + (ref,) in pgr:
+      diffs.setdefault((label(r), ref), []).append(pgr[key + (label(r),)] - pgr[key + (ref,)])
   out = []
-  for m in [m for m in methods if m != base]:
-    diffs = [pgr[k[:3] + (m,)] - v for k, v in pgr.items()
-             if k[3] == base and k[:3] + (m,) in pgr]
-    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    out.append({"method": m, "against": base, "pairs": len(diffs), "wins": wins,
-                "losses": losses, "median_diff": float(np.median(diffs)) if diffs else None,
-                "p": sign_test(wins, losses)})
+  for (m, base), ds in diffs.items():
+    wins, losses = sum(d > 0 for d in ds), sum(d < 0 for d in ds)
+    out.append({"method": m, "against": base, "pairs": len(ds), "wins": wins, "losses": losses,
+                "median_diff": float(np.median(ds)), "p": sign_test(wins, losses)})
   return out
 
 
