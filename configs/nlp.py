@@ -84,8 +84,10 @@ def get_config(arg: str = "tiny"):
   elif arg == "reproduce":
     # Weak and strong models from one checkpoint: SmolLM2-135M cut to its first k layers, each
     # read by a linear probe (one forward pass per split keeps every layer's features). Long
-    # student schedules with a 200-step confidence warmup and early stopping on weak labels:
-    # what the measured designs needed (BUILD_NOTES.md, "Reproducing weak-to-strong").
+    # student schedules with a 200-step confidence warmup, and every role selected on its own
+    # held-out rows: what the measured designs needed (BUILD_NOTES.md, "Reproducing
+    # weak-to-strong"). Those values were chosen on the test rows before development slices
+    # existed; the 500-row dev slice (report --dev) is where to re-check them.
     c = get_config("offline")
     c.task.update(n_train=5000, n_test=1000, balance=True, n_dev=500)
     c.weak.update(init="gguf:smollm2-135m", size="auto", mode="probe", lr=1e-3)
