@@ -472,7 +472,8 @@ class Builder:
     """Every split a stage trains on or scores holds rows, both classes and one batch."""
     from w2s_jax.data import checks  # noqa: PLC0415
     t, names = self.cfg.train, self.data.splits.labels
-    fitted = ("a_train", "a_strong", "b_student")
+    fitted = ("a_train", "a_strong", "b_student",
+              *(f"b{t + 1}" for t in range(self.data.n_chunks)))  # bootstrapping's chunks
     for seed in self.cfg.seeds if self.data.per_seed else self.cfg.seeds[:1]:
       sets = self.data.sets(seed)
       used = {*fitted, "test", *self.evals} | ({"a_val", "b_val"} if self.data.n_val else set())
