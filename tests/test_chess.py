@@ -499,6 +499,10 @@ def test_a_ladder_may_grow_in_pretraining_data_alone(chess_config):
   with pytest.raises(config_lib.ConfigError, match="ladder.m3.*must grow"):
     config_lib.validate(cfg, 8)
   assert ladder.rung_name(1, cfg.ladder.m2) == "M2:tiny-1+pt40/500pos"
+  cfg.ladder.m3.pretrain_positions = 0
+  cfg.ladder.m1.update(pretrain_steps=0, pretrain_positions=100)  # reads no positions
+  with pytest.raises(config_lib.ConfigError, match="ladder.m1.pretrain_positions"):
+    config_lib.validate(cfg, 8)
 
 
 def test_pod_variant_is_the_gpt2_ladder(chess_config, tmp_path):

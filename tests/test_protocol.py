@@ -6,7 +6,7 @@ import chess
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, pipeline, report, runtime, stages, summary
+from w2s_jax import config as config_lib, metrics, paired, pipeline, report, runtime, stages, summary
 from w2s_jax.chess import puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
@@ -261,3 +261,30 @@ def test_seeds_share_a_recipe_and_other_row_counts_do_not(tmp_path, nlp_config):
     return {s.recipe for s in students}
   (one,), (other,) = recipes(64), recipes(96)
   assert one != other
+
+
+def test_pairs_repeated_in_the_other_order_are_duplicates():
+  tok = np.zeros((3, 6, 2), np.int32)
+  tok[0, :3, 0], tok[0, :2, 1] = [5, 6, 7], [8, 9]
+  tok[1, :2, 0], tok[1, :3, 1] = [8, 9], [5, 6, 7]  # row 0 with its texts swapped
+  tok[2, :2, 0], tok[2, :2, 1] = [1, 2], [3, 4]
+  lengths = np.int32([[3, 2], [2, 3], [2, 2]])
+  train = data_lib.Dataset(tok, lengths, np.int32([1, 0, 1]))
+  kept, dropped = data_lib.deduplicate(train, train.take(np.arange(2, 3)))
+  assert dropped == 2 and len(kept) == 1  # the flipped repeat, and the row in test
+
+
+def test_a_method_without_a_seed_in_common_with_its_reference_is_not_compared():
+  right = {f"k{i}": np.ones(8, bool) for i in range(6)}
+
+  def row(loss, seed, offset):
+    return {"task": "t", "data_key": "d", "weak": "w", "strong": "s", "loss": loss, "seed": seed,
+            "predict_keys": {n: f"k{offset + i}" for i, n in enumerate(("weak", "student",
+                                                                            "ceiling"))}}
+  rows = [row("xent", 0, 0), row("logconf", 1, 3)]
+  out = paired.comparisons(rows, lambda kind, key: right[key], report.method_label, samples=20)
+  assert out["methods"] == []
+  rows.append(row("logconf", 0, 3))
+  (c,) = paired.comparisons(rows, lambda kind, key: right[key], report.method_label,
+                            samples=20)["methods"]
+  assert (c["method"], c["against"], c["seeds"]) == ("logconf", "xent", 1)

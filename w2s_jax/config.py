@@ -507,6 +507,11 @@ def _check_chess(cfg) -> None:
     _check_tree(rung, rung_spec("tiny-1"), key + ".")
     _require(rung.pretrain_steps >= 0, f"{key}.pretrain_steps", "must be >= 0")
     _require(rung.pretrain_positions >= 0, f"{key}.pretrain_positions", "must be >= 0 (0: all)")
+    _require(not rung.pretrain_positions or rung.pretrain_steps, f"{key}.pretrain_positions",
+             "a rung that is not pretrained (pretrain_steps=0) reads no positions")
+    _require(rung.pretrain_positions < ch.corpus.n_positions, f"{key}.pretrain_positions",
+             f"{rung.pretrain_positions} is not fewer than the corpus's "
+             f"{ch.corpus.n_positions} positions (0: all of them)")
     _require(rung.mode == "full" and not rung.lora_rank, f"{key}.mode",
              "chess rungs are fully fine-tuned")
     counts.append((_check_model(rung, key), rung.pretrain_steps,

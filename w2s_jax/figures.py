@@ -13,7 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from etils import epath  # noqa: E402
 
+from w2s_jax.paired import method_of  # noqa: E402
 from w2s_jax.report import method_label  # noqa: E402
+
+
+def _method(p: dict) -> str:
+  """A student's label: its loss and variant, after its ladder method (naive | bootstrap)."""
+  return method_of(p, method_label)
 
 MAX_CURVES = 12  # per panel: more lines than this cannot be told apart
 
@@ -43,13 +49,13 @@ def accuracy_figures(pool: list[dict], out: epath.Path) -> list:
   paths = []
   for task in dict.fromkeys(p["task"] for p in pool):
     ps = [p for p in pool if p["task"] == task and p.get("params")]
-    methods = list(dict.fromkeys(method_label(p) for p in ps))
+    methods = list(dict.fromkeys(_method(p) for p in ps))
     if not methods:
       continue
     fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4.2), squeeze=False,
                              sharey=True)
     for ax, method in zip(axes[0], methods):
-      sel = [p for p in ps if method_label(p) == method]
+      sel = [p for p in ps if _method(p) == method]
       ceilings = sorted({(p["params"]["strong"], p["strong"], p["ceiling_acc"]) for p in sel})
       ax.plot([c[0] for c in ceilings], [c[2] for c in ceilings], "k-", marker="s",
               label="ceiling (strong on ground truth)")
@@ -91,8 +97,8 @@ def pgr_figure(pool: list[dict], out: epath.Path):
   elsewhere); the y-axis is clipped to [-2, 3] so one wide interval cannot flatten the rest."""
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   valid = [p for p in pool if p["pgr_valid"] and p["pgr"] is not None]
-  for i, method in enumerate(dict.fromkeys(method_label(p) for p in valid)):
-    s = [p for p in valid if method_label(p) == method]
+  for i, method in enumerate(dict.fromkeys(_method(p) for p in valid)):
+    s = [p for p in valid if _method(p) == method]
     lo = [p["pgr"] - p["pgr_ci95"][0] if p["pgr_ci95"][0] is not None else 0 for p in s]
     hi = [p["pgr_ci95"][1] - p["pgr"] if p["pgr_ci95"][1] is not None else 0 for p in s]
     ax.errorbar([p["ceiling_acc"] - p["weak_acc"] for p in s], [p["pgr"] for p in s],

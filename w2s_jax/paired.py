@@ -53,8 +53,8 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
       same = ref is not None and ref in by_method and all(
           by_method[ref].get(k, {}).get("predict_keys") == r["predict_keys"]
           for k, r in seeds.items())  # one student in two roles (a ladder's first rung)
-      if ref is not None and ref in by_method and not same:
-        common = sorted(set(seeds) & set(by_method[ref]))
+      common = sorted(set(seeds) & set(by_method.get(ref, {})))
+      if ref is not None and ref in by_method and not same and common:
         runs = [[correct("predict", by_method[ref][s]["predict_keys"][n]) for n in ROLES] +
                 [correct("predict", seeds[s]["predict_keys"][n]) for n in ROLES] for s in common]
         pgr = metrics.paired_interval(
@@ -85,7 +85,7 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
 
 
 def _names(r: dict) -> dict:
-  return {k: r[k] for k in ("setting", "task", "weak", "strong", "rung") if k in r}
+  return {k: r[k] for k in ("setting", "task", "weak", "strong", "rung", "variant") if k in r}
 
 
 def _v(x, spec: str = "+.3f") -> str:

@@ -28,8 +28,13 @@ log = logging.getLogger("w2s_jax")
 
 # The splits a replicate seed cuts from the pool (A, B and what is taken of them); the others
 # (test, the zero-shot prompts, eval sets) are one for every seed.
-SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student", "b_val",
-               *(f"b{t}" for t in range(1, 10)))
+SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student", "b_val")
+
+
+def seeded_split(split: str) -> bool:
+  """Whether a split is cut from the pool by the seed: SEED_SPLITS and bootstrapping's chunks
+  of B (b1, b2, ...)."""
+  return split in SEED_SPLITS or (split[:1] == "b" and split[1:].isdigit())
 
 
 class Data:
@@ -181,7 +186,7 @@ class Builder:
     if all_layers:
       spec = spec.copy_and_resolve_references()
       spec.n_layers = 0
-    source = "pool" if split in SEED_SPLITS else split
+    source = "pool" if seeded_split(split) else split
     ident = self.identity(spec)
     del ident["mode"]
     s = {"model": ident, "seed": seed if spec.init == "scratch" else None,
@@ -206,7 +211,7 @@ class Builder:
     split cut from the pool, that split's rows for `seed`."""
     arrays = self.rt.store.arrays("features", feats.key)
     x = arrays["x"] if "x" in arrays else arrays["layers"][:, self.model_cfg(spec).n_layers - 1]
-    if split in SEED_SPLITS:
+    if seeded_split(split):
       x = x[self.data.rows(seed)[split]]
     return x.astype(np.float32)
 

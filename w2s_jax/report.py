@@ -287,10 +287,12 @@ def summary_table(runs: list[dict], pool: list[dict] = (), baselines: list[dict]
             for p in multi]
     # The strong model with no fine-tuning in the student's column: the PGR it gets for free.
     seen = set()
-    for b in baselines:
-      if (b["task"], b["weak"], b["strong"]) not in seen and b["seeds"] > 1:
-        seen.add((b["task"], b["weak"], b["strong"]))
-        body.append([b["task"], b["weak"], b["strong"], "no fine-tune", b["seeds"],
+    for b in baselines:  # one per pair and variant: its weak model and ceiling are the variant's
+      key = (b["task"], b["weak"], b["strong"], b.get("variant", ""))
+      if key not in seen and b["seeds"] > 1:
+        seen.add(key)
+        body.append([b["task"], b["weak"], b["strong"], "no fine-tune" + (
+                     f" [{b['variant']}]" if b.get("variant") else ""), b["seeds"],
                      _f(b["weak_acc"], ".3f"), _f(b["no_finetune_acc"], ".3f"),
                      _f(b["ceiling_acc"], ".3f"),
                      _f(b["no_finetune_pgr"], "+.2f") + ("" if b["pgr_valid"] else "*"),

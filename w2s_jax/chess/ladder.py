@@ -49,6 +49,8 @@ class Puzzles:
                   **{f"transfer{k}": ch.n_transfer for k in range(1, n_rungs)}}
     self.split_seed, self.per_seed = ch.split_seed, cfg.seed_scope == "split"
     self.pool = puzzles.load(ch.puzzles, ch.limit)
+    self.pool_key = hashlib.sha256("\n".join(sorted(p.id for p in self.pool)).encode()
+                                   ).hexdigest()[:16]
     self.codec = decode.codec(ch.encoding, cfg.tokenizer, cfg.max_len, ch.answer_len,
                               tuple(cfg.train.buckets), ch.layout)
     # Every slice a seed may draw leaves out the eval sets' positions, and the test slice.
@@ -92,9 +94,11 @@ class Puzzles:
     """The seed's own slice keys -> what they stand for whatever the seed (Stage.seeded)."""
     if not self.per_seed or seed is None:
       return {}
-    test = self.shared["keys"]["test"]
     view = self.view(seed)
-    return {view["keys"][name]: f"{name} ({n} puzzles) cut by the seed beside test {test}"
+    # What the seed draws from: the source's positions less the fixed slices (test, dev).
+    fixed = ", ".join(f"{n} {self.shared['keys'][n]}" for n in self.sizes if n in puzzles.FIXED)
+    return {view["keys"][name]: f"{name} ({n} puzzles) cut by the seed from {self.pool_key} "
+                                f"beside {fixed}"
             for name, n in self.sizes.items() if name not in puzzles.FIXED}
 
 
@@ -103,7 +107,7 @@ class Builder:
     self.cfg, self.rt, self.graph, ch = cfg, rt, graph, cfg.chess
     self.rungs = config_lib.ladder_rungs(cfg)
     key = ("chess", ch.to_json(), cfg.tokenizer, cfg.max_len, tuple(cfg.train.buckets),
-           len(self.rungs))
+           len(self.rungs), cfg.seed_scope)
     self.pz = rt.memo(key, lambda: Puzzles(cfg, len(self.rungs)))
     self.codec, self._rows = self.pz.codec, []
 

@@ -66,14 +66,17 @@ def seed_halves(n: int, data_seed: int, seed: int | None) -> tuple[np.ndarray, n
   return order[:half], order[half:2 * half]
 
 
+def _digest(tokens: np.ndarray) -> bytes:
+  return hashlib.blake2b(np.ascontiguousarray(tokens).tobytes(), digest_size=16).digest()
+
+
 def row_digests(ds: Dataset) -> list[bytes]:
-  """One digest per row of its tokens (both texts of a pair): equal rows, equal digests."""
-  out = []
-  for row, n in zip(ds.tokens, ds.lengths.reshape(len(ds), -1)):
-    h = hashlib.blake2b(np.int64(n).tobytes(), digest_size=16)
-    h.update(np.ascontiguousarray(row[:int(n.max())]).tobytes())
-    out.append(h.digest())
-  return out
+  """One digest per row of its tokens: equal rows, equal digests. A pair's two texts count in
+  either order (pairs are shown in a shuffled order: one pair in train and test may be flipped)."""
+  if ds.tokens.ndim == 2:
+    return [_digest(row[:n]) for row, n in zip(ds.tokens, ds.lengths)]
+  return [hashlib.blake2b(b"".join(sorted(_digest(row[:n[j], j]) for j in range(len(n)))),
+                          digest_size=16).digest() for row, n in zip(ds.tokens, ds.lengths)]
 
 
 def deduplicate(train: Dataset, test: Dataset) -> tuple[Dataset, int]:
