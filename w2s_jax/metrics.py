@@ -110,15 +110,28 @@ def paired_interval(runs, statistic, *, samples=1000, seed=0, level=0.95) -> dic
   means of `runs` ([seeds, K, N] correctness of K models on the same seeds and test rows) and
   its bootstrap interval resampling seeds and test rows jointly for the K models: a paired
   comparison, e.g. PGR of one method minus PGR of another."""
+  return paired_intervals(runs, {"x": statistic}, samples=samples, seed=seed, level=level)["x"]
+
+
+def paired_intervals(runs, statistics: dict, *, samples=1000, seed=0, level=0.95) -> dict:
+  """paired_interval for several statistics (name -> function) of the same runs, from one
+  set of resamples (the resampling is the cost, not the statistics)."""
   right = np.asarray(runs, np.float32)
-  value = float(statistic(right.mean((0, 2))[None])[0])
-  if samples <= 0:
-    return {"value": value, "ci95": [float("nan"), float("nan")]}
-  values = statistic(resampled_accuracies(right, samples=samples, seed=seed))
-  values = values[np.isfinite(values)]
-  ci = (np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) if len(values)
-        else [float("nan")] * 2)
-  return {"value": value, "ci95": [float(ci[0]), float(ci[1])], "seeds": int(right.shape[0])}
+  means = right.mean((0, 2))[None]
+  resampled = resampled_accuracies(right, samples=samples, seed=seed) if samples > 0 else None
+  out = {}
+  for name, statistic in statistics.items():
+    value = float(statistic(means)[0])
+    if resampled is None:
+      out[name] = {"value": value, "ci95": [float("nan"), float("nan")]}
+      continue
+    values = statistic(resampled)
+    values = values[np.isfinite(values)]
+    ci = (np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) if len(values)
+          else [float("nan")] * 2)
+    out[name] = {"value": value, "ci95": [float(ci[0]), float(ci[1])],
+                 "seeds": int(right.shape[0])}
+  return out
 
 
 def pgr_of(acc, w: int = 0, s: int = 1, c: int = 2) -> np.ndarray:

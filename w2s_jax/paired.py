@@ -57,10 +57,10 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
       if ref is not None and ref in by_method and not same and common:
         runs = [[correct("predict", by_method[ref][s]["predict_keys"][n]) for n in ROLES] +
                 [correct("predict", seeds[s]["predict_keys"][n]) for n in ROLES] for s in common]
-        pgr = metrics.paired_interval(
-            runs, lambda a: metrics.pgr_of(a, 3, 4, 5) - metrics.pgr_of(a, 0, 1, 2),
-            samples=samples)
-        acc = metrics.paired_interval(runs, lambda a: a[..., 4] - a[..., 1], samples=samples)
+        iv = metrics.paired_intervals(runs, {
+            "pgr": lambda a: metrics.pgr_of(a, 3, 4, 5) - metrics.pgr_of(a, 0, 1, 2),
+            "acc": lambda a: a[..., 4] - a[..., 1]}, samples=samples)
+        pgr, acc = iv["pgr"], iv["acc"]
         out["methods"].append({**_names(first), "method": method, "against": ref,
                                "seeds": len(common), "pgr_diff": pgr["value"],
                                "pgr_diff_ci95": pgr["ci95"], "acc_diff": acc["value"],
@@ -69,9 +69,10 @@ def comparisons(rows: list[dict], correct, label, samples: int = 1000) -> dict:
       if keyed:
         runs = [[correct("predict", seeds[s]["predict_keys"][n]) for n in ROLES] +
                 [correct(*seeds[s]["no_finetune_key"])] for s in keyed]
-        gain = metrics.paired_interval(runs, lambda a: a[..., 1] - a[..., 3], samples=samples)
-        nft = metrics.paired_interval(runs, lambda a: metrics.pgr_of(a, 0, 3, 2),
-                                      samples=samples)
+        iv = metrics.paired_intervals(runs, {
+            "gain": lambda a: a[..., 1] - a[..., 3],
+            "nft": lambda a: metrics.pgr_of(a, 0, 3, 2)}, samples=samples)
+        gain, nft = iv["gain"], iv["nft"]
         acc = np.asarray(runs, np.float32).mean((0, 2))
         out["baselines"].append({**_names(first), "method": method, "seeds": len(keyed),
                                  "weak_acc": float(acc[0]), "ceiling_acc": float(acc[2]),
