@@ -15,6 +15,11 @@
                                        student on its own half of B's student rows), 5 seeds
   --config=configs/nlp.py:reproduce_gpu   the same ladder fully fine-tuned on one accelerator
                                        (A = B = 5,000 rows, bf16)
+  --config=configs/nlp.py:methods      the field's methods against naive xent (label filters,
+                                       supervisor ensembles, controlled supervisors, more
+                                       losses) on the reproduce tasks: probes on SmolLM2-135M's
+                                       layer 4 supervise its layer 30, 5 replicate seeds
+  --config=configs/nlp.py:methods_tiny every method once on the synthetic task (CI)
   --config=configs/nlp.py:sweep_tiny   every pair of three tiny sizes x 2 losses x 2 seeds (CI)
   --config=configs/nlp.py:sweep_gpt2   the paper's grid on a pod: every pair of gpt2 .. gpt2-xl
                                        on its NLP tasks, xent and logconf, 3 seeds
@@ -22,7 +27,12 @@
 from w2s_jax.config import defaults
 
 VARIANTS = ("tiny", "jsonl", "offline", "reproduce", "reproduce_bootstrap", "reproduce_gpu",
-            "pod_gpt2", "pod_qwen", "sweep_tiny", "sweep_gpt2")
+            "methods", "methods_tiny", "pod_gpt2", "pod_qwen", "sweep_tiny", "sweep_gpt2")
+
+ALL_METHODS = dict(
+    filters=("knn_relabel", "knn_filter", "logreg_relabel", "logreg_filter", "topo_filter"),
+    ensembles=("bagged", "specialists"), supervisors=("target_acc", "quirky"))
+ALL_LOSSES = ("xent", "logconf", "logconf_balanced", "reverse_xent", "reverse_kl")
 
 
 def get_config(arg: str = "tiny"):
@@ -132,6 +142,22 @@ def get_config(arg: str = "tiny"):
     c.schedules.weak.epochs = c.schedules.ceiling.epochs = 2.0
     c.schedules.student.steps = 1000
     c.train.update(dtype="bfloat16", eval_batch_size=256, log_every=100)
+  elif arg == "methods":
+    # One pair of the reproduce ladder (its probes, tasks, schedules and seeds: run in its
+    # workdir it reuses the features, weak models, ceilings and xent students): layer 4 -> 30.
+    c = get_config("reproduce")
+    c.sweep.models = ()
+    c.weak.n_layers, c.strong.n_layers = 4, 0
+    c.methods.update(**ALL_METHODS)
+    c.losses = ALL_LOSSES
+    c.loss.logconf_balanced.warmup_steps = 200
+  elif arg == "methods_tiny":
+    c = get_config("tiny")
+    c.task.n_train, c.task.n_test = 800, 200
+    c.train.update(epochs=1.0, eval_batch_size=200)
+    c.methods.update(**ALL_METHODS, n_supervisors=2)
+    c.losses = ALL_LOSSES
+    c.bootstrap_samples = 100
   elif arg == "sweep_tiny":
     # Three sizes: pairs (1, 2), (1, 3), (2, 3). The middle model is the weak supervisor of one
     # pair and the strong ceiling of another: one train stage serves both.

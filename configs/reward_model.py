@@ -38,6 +38,8 @@ def get_config(arg: str = "default"):
     # multiple-choice ones (social_iqa: chance): BUILD_NOTES.md.
     c.task.name = "vader-sentiment-pairs"
     c.task.n_train, c.task.n_test = 6000, 400
+    # A development slice for choices (weak epochs, strong lr), never reported beside test.
+    c.task.n_dev = 200
     # The strong model is SmolLM2-135M's first 16 of 30 layers: probes read its layer 16 as well
     # as its last (multiemo 0.874 vs 0.871) at half the cost of a step (~13 s per 16 pairs on
     # one core). The ceiling and the students train on 256 pairs each (batch 16, 2 epochs, lr

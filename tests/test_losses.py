@@ -124,10 +124,50 @@ def test_entropy_matches_numpy_and_is_not_rescaled_xent(batch):
 
 
 def test_losses_jit_and_registry():
-  assert set(losses.LOSSES) == {"xent", "kl", "logconf", "product", "window", "entropy"}
+  assert set(losses.LOSSES) == {"xent", "kl", "logconf", "product", "window", "entropy",
+                                "logconf_balanced", "reverse_xent", "reverse_kl"}
   f = jax.jit(lambda z, y, s: losses.get("logconf")(z, y, s, alpha_max=0.5, warmup_frac=0.2))
   z = jnp.zeros((8, 2))
   y = jnp.full((8, 2), 0.5)
   assert np.isfinite(float(f(z, y, 0.5)))
   with pytest.raises(KeyError, match="unknown loss"):
     losses.get("nope")
+
+
+def test_reverse_losses_match_numpy_and_differ_by_the_students_entropy(batch):
+  logits, y = batch
+  p, floor = np_softmax(logits.astype(np.float64)), 1e-4
+  rxent = -(p * np.log(np.clip(y, floor, None))).sum(-1).mean()
+  rkl = (p * (np.log(p) - np.log(np.clip(y, floor, None)))).sum(-1).mean()
+  np.testing.assert_allclose(losses.get("reverse_xent")(logits, y, floor=floor), rxent, rtol=1e-5)
+  np.testing.assert_allclose(losses.get("reverse_kl")(logits, y, floor=floor), rkl, rtol=1e-5)
+  # reverse KL is 0, with no gradient, where the student already says the weak label
+  z = np.log(y).astype(np.float32)
+  assert abs(float(losses.get("reverse_kl")(z, y))) < 1e-6
+  np.testing.assert_allclose(jax.grad(lambda q: losses.get("reverse_kl")(q, y))(z), 0, atol=1e-6)
+  # a hard label is floored: mass on its wrong class costs -log(floor), not infinity
+  hard = np.array([[1.0, 0.0]], np.float32)
+  wrong = np.array([[0.0, 30.0]], np.float32)
+  assert np.isclose(float(losses.get("reverse_xent")(wrong, hard, floor=floor)), -np.log(floor),
+                    rtol=1e-4)
+
+
+def test_logconf_balanced_centres_the_weak_log_odds_and_hardens_at_the_median():
+  rng = np.random.default_rng(3)
+  logits = rng.normal(size=(16, 2)).astype(np.float32)
+  p1 = rng.uniform(0.55, 0.95, size=16)  # every weak label leans to class 1
+  y = np.stack([1 - p1, p1], -1).astype(np.float32)
+  alpha = 0.75
+  # NumPy reference: centre log y per class over the batch, softmax; hard labels split 50/50
+  # at the median of the student's margin z0 - z1.
+  logy = np.log(y.astype(np.float64))
+  yb = np_softmax(logy - logy.mean(0))
+  margin = logits[:, 0] - logits[:, 1]
+  hard1 = (margin < np.quantile(margin, 0.5)).astype(np.float64)
+  target = (1 - alpha) * yb + alpha * np.stack([1 - hard1, hard1], -1)
+  got = losses.get("logconf_balanced")(logits, y, 1.0, alpha_max=alpha, warmup_frac=0.2)
+  np.testing.assert_allclose(got, np_ce(logits, target).mean(), rtol=1e-5)
+  assert hard1.sum() == 8  # balanced, whatever the weak labels' prior
+  # the plain logconf hardens at the weak labels' prior instead: a different target
+  assert not np.isclose(float(losses.get("logconf")(logits, y, 1.0, alpha_max=alpha,
+                                                     warmup_frac=0.2)), float(got))

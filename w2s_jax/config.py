@@ -131,6 +131,10 @@ def defaults() -> ml_collections.ConfigDict:
       product=dict(alpha=1.0, beta=1.0),
       window=dict(radius=-1.0),  # < 0: median |y_weak - 1/C| of the batch
       entropy=dict(entropy_weight=0.1),
+      logconf_balanced=dict(alpha_max=0.75, warmup_frac=0.2, warmup_steps=0),
+      # the weak labels' floor inside log y: a hard label's log 0 is -inf
+      reverse_xent=dict(floor=1e-4),
+      reverse_kl=dict(floor=1e-4),
   ))
   c.train = ml_collections.ConfigDict(dict(
       batch_size=32,  # the optimizer batch (global)
@@ -165,6 +169,20 @@ def defaults() -> ml_collections.ConfigDict:
   # the last one's labels of the last chunk (the bootstrapped student), beside a naive student
   # on the weak labels of the same last chunk. Rows carry method naive | bootstrap.
   c.bootstrap = ml_collections.ConfigDict(dict(via=()))
+  # Methods beyond the paper's losses (w2s_jax/methods.py, docs/methods.md), classification
+  # only; each adds students trained with `loss` on B's student rows, paired against naive xent
+  # (which `losses` must hold). filters: knn_relabel | knn_filter | logreg_relabel |
+  # logreg_filter | topo_filter (EleutherAI/w2s: a probe on the strong model's pretrained
+  # features of B rebuilds the weak labels or drops the `contamination` share that disagree
+  # most). ensembles: bagged | specialists (`n_supervisors` weak models on bootstrap resamples
+  # of A, merged by `combine` mean | vote; or each on one token cluster of A, asked about its
+  # cluster's rows). supervisors: target_acc | quirky (controlled supervisors from the ground
+  # truth: right on exactly `target_acc` of the rows at random, or wrong on the `quirk_share`
+  # longest rows), each with its own naive student, and each filter applied to its labels.
+  c.methods = ml_collections.ConfigDict(dict(
+      filters=(), ensembles=(), supervisors=(), loss="xent",
+      contamination=0.1, knn_k=20, logreg_l2=1e-3, topo_k_cc=20, topo_k_zeta=20,
+      n_supervisors=4, combine="mean", target_acc=0.7, quirk_share=0.3))
   # Model selection, one rule for every role: each trained model holds out the last `val_rows`
   # rows of its own training data (0: a tenth of the students' rows), is scored there every
   # `every` steps (metric auroc | acc | loss) and keeps its best step's parameters. The weak
@@ -339,6 +357,13 @@ RANGES = {
        for k, d in (("epochs", "train.epochs"), ("steps", "by epochs"))},
     "loss.product.alpha": (0, ""), "loss.product.beta": (0, ""),
     "loss.entropy.entropy_weight": (0, ""),
+    "loss.logconf_balanced.alpha_max": (0, ""), "loss.logconf_balanced.warmup_frac": (0, ""),
+    "loss.logconf_balanced.warmup_steps": (0, "0: warmup_frac"),
+    "loss.reverse_xent.floor<": (0, ""), "loss.reverse_kl.floor<": (0, ""),
+    "methods.contamination": (0, ""), "methods.knn_k<": (0, ""), "methods.logreg_l2": (0, ""),
+    "methods.topo_k_cc<": (0, ""), "methods.topo_k_zeta<": (0, ""),
+    "methods.n_supervisors<": (1, "ensembles of two or more"), "methods.target_acc": (0, ""),
+    "methods.quirk_share": (0, ""),
 }
 
 
@@ -413,6 +438,7 @@ def validate(cfg, n_devices: int, devices=None) -> None:
     check_growing([cfg.weak, *via, cfg.strong],
                   ["weak", *(f"bootstrap.via[{i}]" for i in range(len(via))), "strong"])
   pairwise = tasks.all_tasks()[cfg.task.name].kind == "pairwise"
+  _check_methods(cfg, pairwise)
   for key in ("weak", "strong"):
     _require(not (pairwise and cfg[key].mode == "probe"), f"{key}.mode",
              "reward models (pairwise tasks) are fine-tuned, not probed")
@@ -479,6 +505,25 @@ CHESS_RANGES = {
     "chess.pretrain.lr<": (0, ""), "chess.pretrain.warmup_steps": (0, "0: no warmup"),
     "chess.pretrain.seed": (0, ""),
 }
+
+
+def _check_methods(cfg, pairwise: bool) -> None:
+  from w2s_jax import methods  # noqa: PLC0415
+  m = cfg.methods
+  for key, known in (("filters", methods.FILTERS), ("ensembles", methods.ENSEMBLES),
+                     ("supervisors", methods.SUPERVISORS)):
+    for name in m[key]:
+      _require(name in known, f"methods.{key}", f"unknown {name!r}; known: {sorted(known)}")
+  if not (m.filters or m.ensembles or m.supervisors):
+    return
+  _require(cfg.experiment == "nlp" and not pairwise, "methods",
+           "the methods are for classification tasks (not reward pairs or chess)")
+  _require("xent" in cfg.losses, "losses", "methods are paired against naive xent: add 'xent'")
+  _require(m.loss in losses.LOSSES, "methods.loss", f"unknown loss {m.loss!r}")
+  _require(not cfg.bootstrap.via, "methods", "not with bootstrap.via (one kind of student row)")
+  _require(m.combine in ("mean", "vote"), "methods.combine", "mean | vote")
+  _require(m.contamination < 1 and m.target_acc <= 1 and m.quirk_share < 1, "methods",
+           "contamination and quirk_share must be < 1, target_acc <= 1")
 
 
 def _check_chess(cfg) -> None:

@@ -85,6 +85,33 @@ def _logconf(logits, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
   return (1.0 - a) * y + a * hard, jnp.ones(y.shape[:1], jnp.float32)
 
 
+def _logconf_balanced(logits, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
+  """logconf with batch balancing (EleutherAI/w2s `balance_batch`): the weak labels' log-odds
+  are centred over the batch (each class's log-probability minus its batch mean), and the
+  hardened labels take the balanced labels' prior, 1/C each."""
+  a = warmup_alpha(step_frac, alpha_max, warmup_frac)
+  logy = jnp.log(jnp.clip(y, 1e-7))
+  y = jax.nn.softmax(logy - logy.mean(0, keepdims=True), -1)
+  hard = harden(logits, jnp.full(y.shape[-1:], 1.0 / y.shape[-1]))
+  return (1.0 - a) * y + a * hard, jnp.ones(y.shape[:1], jnp.float32)
+
+
+def _reverse_xent(logits, target, floor=1e-4, **_):
+  """Reverse cross-entropy -sum_c p(c) log y(c), with the student's own distribution p (and
+  its gradient) in place of the target (Xu et al. 2025); the weak labels are floored at
+  `floor`, since a hard label's log 0 would make any mass on it infinitely costly."""
+  p = jax.nn.softmax(logits.astype(jnp.float32), -1)
+  return -jnp.sum(p * jnp.log(jnp.clip(target, floor)), -1)
+
+
+def _reverse_kl(logits, target, floor=1e-4, **_):
+  """Reverse KL(p || y) = sum_c p(c) (log p(c) - log y(c)) (Yao et al. 2025): the reverse
+  cross-entropy minus the student's entropy, so a student can fit only one mode of the weak
+  labels."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+  return jnp.sum(jnp.exp(logp) * (logp - jnp.log(jnp.clip(target, floor))), -1)
+
+
 def _product(logits, y, step_frac, alpha=1.0, beta=1.0, **_):
   log_t = alpha * jnp.log(jnp.clip(y, 1e-12)) + beta * jax.nn.log_softmax(logits, -1)
   return jax.nn.softmax(log_t, -1), jnp.ones(y.shape[:1], jnp.float32)
@@ -111,6 +138,9 @@ LOSSES = {
     "product": Loss("product", True, _product, cross_entropy),
     "window": Loss("window", True, _window, cross_entropy),
     "entropy": Loss("entropy", False, _plain, _entropy),
+    "logconf_balanced": Loss("logconf_balanced", True, _logconf_balanced, cross_entropy),
+    "reverse_xent": Loss("reverse_xent", False, _plain, _reverse_xent),
+    "reverse_kl": Loss("reverse_kl", False, _plain, _reverse_kl),
 }
 
 

@@ -32,9 +32,12 @@ def _group(r: dict) -> tuple:
 
 def reference_of(r: dict, label) -> str | None:
   """The label (by `label`) of the method a row is compared against: naive with the same loss
-  for a bootstrapped student, naive xent (without gft) for any other; None for the reference
-  itself. The variant stays: a grid point is compared within its own recipe."""
-  other = {**r, "method": "naive"} if r.get("method") else {**r, "loss": "xent", "gft": False}
+  for a bootstrapped student, naive xent (without gft) for any other (a loss, gft, or a
+  methods.py student: filter, ensemble); None for the reference itself. The variant stays: a
+  grid point is compared within its own recipe."""
+  method = r.get("method")
+  other = ({**r, "method": "naive"} if method in ("naive", "bootstrap") else
+           {**r, "method": "", "loss": "xent", "gft": False})
   ref = label(other)
   return None if ref == label(r) else ref
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from w2s_jax import config as config_lib, graph as graph_lib, loop, metrics, models, report, \
     runtime as rt_lib, train
-from w2s_jax import zero_shot as zs_lib
+from w2s_jax import methods as methods_lib, zero_shot as zs_lib
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import get_tokenizer
 from w2s_jax.errors import ConfigError
@@ -32,9 +32,9 @@ SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student"
 
 
 def seeded_split(split: str) -> bool:
-  """Whether a split is cut from the pool by the seed: SEED_SPLITS and bootstrapping's chunks
-  of B (b1, b2, ...)."""
-  return split in SEED_SPLITS or (split[:1] == "b" and split[1:].isdigit())
+  """Whether a split is cut from the pool by the seed: SEED_SPLITS, bootstrapping's chunks of B
+  (b1, b2, ...) and the rows derived from a seed's split (`Data.derive`: "a_train~bagged0")."""
+  return split in SEED_SPLITS or (split[:1] == "b" and split[1:].isdigit()) or "~" in split
 
 
 class Data:
@@ -107,6 +107,16 @@ class Data:
       self._seeds[seed] = (rows, sets, {name: ds.key() for name, ds in sets.items()})
     return self._seeds[seed][0]
 
+  def derive(self, seed: int, name: str, rows: np.ndarray) -> str:
+    """Register `name` (containing "~") as a split of `seed`: the pool rows `rows`, drawn from
+    the seed's own splits (an ensemble member's resample of A)."""
+    self.rows(seed)
+    cut = self._seeds[seed if self.per_seed else None]
+    if name not in cut[0]:
+      cut[0][name], cut[1][name] = rows, self.pool.take(rows)
+      cut[2][name] = cut[1][name].key()
+    return name
+
   def in_b(self, split: str) -> slice:
     """Where a split cut from B lies in B (the rows of a predict stage over "b": its labels)."""
     n, b = len(self.splits.b), self.rows(0)  # every seed cuts B alike: only its rows differ
@@ -158,6 +168,9 @@ class Builder:
     self.data = data_for(cfg, rt)
     self.evals = [f"eval:{name}" for name in cfg.eval_tasks]
     self.dev = ["dev"] if "dev" in self.data.shared else []
+    m = cfg.methods
+    self.methods = methods_lib.Methods(self) if (m.filters or m.ensembles or m.supervisors) \
+        else None
     self._rows = []
 
   # ----------------------------------------------------------------------------- models
@@ -324,13 +337,19 @@ class Builder:
     def run():
       store, t0 = self.rt.store, time.time()
       ds = self.data.sets(seed)[split]
+      given = {} if labels is None else store.arrays("predict", labels.key)
       targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
-                 store.arrays("predict", labels.key)["probs"][self.data.in_b(split)])
+                 given["probs"][self.data.in_b(split)])
+      # A label filter's rows left out (methods.FILTERS): the student never sees them.
+      keep = given["keep"][self.data.in_b(split)] if "keep" in given else None
+      if keep is not None:
+        ds, targets = ds.take(np.flatnonzero(keep)), targets[keep]
       fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
                  writer=self.rt.stage_writer(stage), label=label, evaluation=self.evaluation(
                      spec, seed, select, labels, feats, test_feats))
       if probe:  # the head is small: stored as an array, not a checkpoint
-        result = loop.fit_probe(self.probe_inputs(spec, feats, seed, split), targets, **fit)
+        x = self.probe_inputs(spec, feats, seed, split)
+        result = loop.fit_probe(x if keep is None else x[keep], targets, **fit)
       else:
         tr = self.trainer(spec)
         start = (self.rt.params("gft", init.key, tr) if init is not None
@@ -442,15 +461,40 @@ class Builder:
                              init=init)
         for loss in cfg.losses:
           for method, student, chain, sup in self.students(seed, loss, weak_labels, init):
-            models_ = {"weak": (cfg.weak, weak), "ceiling": (cfg.strong, ceiling),
-                       "student": (cfg.strong, student)}
-            preds = {role: {split: self.predict(spec, st, split, seed)
-                            for split in ["test"] + self.evals + self.dev}
-                     for role, (spec, st) in models_.items()}
-            if sup is not None:  # an intermediate model: misfit is measured against it
-              preds["supervisor"] = {"test": self.predict(*sup, "test", seed)}
-            self._rows.append((seed, gft, loss, models_, preds, weak_labels,
-                               {"method": method, "chain": chain} if method else {}))
+            self._add_row(seed, gft, loss, (cfg.weak, weak), ceiling, student, weak_labels,
+                          {"test": self.predict(*sup, "test", seed)} if sup else None,
+                          {"method": method, "chain": chain} if method else {})
+        if not self.methods:
+          continue
+        for m in self.methods.students(seed, weak_labels, init):
+          controlled = m.get("weak")
+          extra = {"method": m["method"], "chain": m.get("chain", [
+              controlled[0] if controlled else models.display_name(cfg.weak)]) + [
+              models.display_name(cfg.strong)]}
+          if controlled:
+            extra["weak_name"] = controlled[0]
+          self._add_row(seed, gft, cfg.methods.loss, controlled[1] if controlled else
+                        (cfg.weak, weak), ceiling, m["student"], m["labels"],
+                        {"test": m["supervisor"]["test"]} if "supervisor" in m else None, extra)
+
+  def _add_row(self, seed, gft, loss, weak, ceiling, student, labels, sup, extra) -> None:
+    """A run to report: `weak` is (spec, train stage), or a controlled supervisor's
+    {split: labels}; `labels` the labelling of B the student learnt; `sup` {"test": stage} of
+    the supervisor whose labels it learnt when not the weak model (misfit is measured
+    against it)."""
+    cfg = self.cfg
+    models_ = {"ceiling": (cfg.strong, ceiling), "student": (cfg.strong, student)}
+    splits = ["test"] + self.evals + self.dev
+    preds = {role: {split: self.predict(spec, st, split, seed) for split in splits}
+             for role, (spec, st) in models_.items()}
+    if isinstance(weak, dict):
+      preds = {"weak": {s: weak[s] for s in ["test"] + self.dev}, **preds}
+    else:
+      models_ = {"weak": weak, **models_}
+      preds = {"weak": {s: self.predict(*weak, s, seed) for s in splits}, **preds}
+    if sup is not None:
+      preds["supervisor"] = sup
+    self._rows.append((seed, gft, loss, models_, preds, labels, extra))
 
   def students(self, seed: int, loss: str, weak_labels: Stage, init: Stage | None) -> list:
     """(method, student stage, chain of supervisors' names, (spec, stage) of its supervisor
@@ -503,7 +547,8 @@ class Builder:
                                 else data.zero_shot_why})
     out = []
     for seed, gft, loss, models_, preds, weak_labels, boot in self._rows:
-      preds = dict(preds)
+      preds, boot = dict(preds), dict(boot)
+      weak = boot.pop("weak_name", weak_name)  # a controlled supervisor's name
       sup = preds.pop("supervisor", None)
       logits = {r: store.arrays("predict", p["test"].key)["logits"] for r, p in preds.items()}
       scores = metrics.score_run(logits["weak"], logits["student"], logits["ceiling"], labels,
@@ -518,13 +563,13 @@ class Builder:
       # the pairs (or rows) well.
       scores["pgr_auroc"] = metrics.pgr(scores["weak_auroc"], scores["student_auroc"],
                                         scores["ceiling_auroc"])
-      group = [cfg.task.name, data.shared_keys["test"], weak_name, strong_name, loss] + (
-          ["gft"] if gft else []) + ([boot["method"]] if boot else [])
+      group = [cfg.task.name, data.shared_keys["test"], weak, strong_name, loss] + (
+          ["gft"] if gft else []) + ([boot["method"]] if boot.get("method") else [])
       out.append({
           **report.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
           "setting": "classification",
-          "task": cfg.task.name, "data_key": data.shared_keys["test"], "weak": weak_name,
-          "strong": strong_name, "supervisor": boot["chain"][-2] if boot else weak_name,
+          "task": cfg.task.name, "data_key": data.shared_keys["test"], "weak": weak,
+          "strong": strong_name, "supervisor": boot["chain"][-2] if boot else weak,
           **boot, "loss": loss, "seed": seed, "gft": gft,
           **scores, "seed_scope": cfg.seed_scope,
           # A student kept at the step that scored best on ground truth: an analysis (it reads
@@ -533,11 +578,15 @@ class Builder:
           "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),
           "zero_shot": zero,
           "weak_label_acc": store.metrics("predict", weak_labels.key)["acc"],
+          # A label filter's kept rows against the ground truth (methods.label_quality).
+          **({"label_quality": {k: v for k, v in store.metrics("predict", weak_labels.key).items()
+                                if k in ("kept", "precision", "recall", "changed", "weak_acc")}}
+             if "kept" in store.metrics("predict", weak_labels.key) else {}),
           "params": {"weak": models.param_count(self.model_cfg(cfg.weak)),
                      "strong": models.param_count(self.model_cfg(cfg.strong))},
           "eval_sets": {name.removeprefix("eval:"): {
-              r: store.metrics("predict", p[name].key)["acc"] for r, p in preds.items()}
-              for name in self.evals},
+              r: store.metrics("predict", p[name].key)["acc"] for r, p in preds.items()
+              if name in p} for name in self.evals},
           "stage_keys": {r: st.key for r, (_, st) in models_.items()},
           "predict_keys": {r: p["test"].key for r, p in preds.items()},
           # The development slice's predictions: pooled in results.json, in no table.

@@ -8,7 +8,7 @@ fails when docs/reference.md differs from this module's output, naming the comma
 """
 import inspect
 
-from w2s_jax import assets, config as config_lib, losses
+from w2s_jax import assets, config as config_lib, losses, methods
 from w2s_jax.data import tasks as tasks_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import SIZES, model_config, param_count
@@ -109,6 +109,17 @@ def losses_table() -> list[str]:
                 rows)
 
 
+# ---------------------------------------------------------------------------------- methods
+def methods_table() -> list[str]:
+  """The method registries: each entry with the first line of its function's docstring."""
+  def doc(f):
+    return " ".join((f.__doc__ or "").strip().split("\n\n")[0].split())
+  rows = [["`methods.filters`", f"`{k}`", doc(f)] for k, f in methods.FILTERS.items()]
+  rows += [["`methods.ensembles`", f"`{k}`", what] for k, what in methods.ENSEMBLES.items()]
+  rows += [["`methods.supervisors`", f"`{k}`", doc(f)] for k, f in methods.SUPERVISORS.items()]
+  return _table(["key", "entry", "what it does"], rows)
+
+
 # ----------------------------------------------------------------------------------- config
 def flatten(node, prefix: str = "") -> list[tuple[str, object]]:
   """(dotted key, default) of every leaf of a ConfigDict, in key order."""
@@ -162,6 +173,13 @@ def render() -> str:
       "`losses` takes any of these (`w2s_jax.losses.LOSSES`); hyper-parameters are config keys.",
       "",
       *losses_table(),
+      "",
+      "## Methods",
+      "",
+      "Students beyond the losses (`w2s_jax.methods`, docs/methods.md): each entry adds a "
+      "student trained with `methods.loss`, paired against naive xent.",
+      "",
+      *methods_table(),
       "",
       "## Config keys",
       "",

@@ -21,7 +21,7 @@ import time
 import numpy as np
 from etils import epath
 
-from w2s_jax import files, metrics, paired, stages, summary
+from w2s_jax import files, methods, metrics, paired, stages, summary
 
 log = logging.getLogger("w2s_jax")
 
@@ -417,7 +417,8 @@ def tables(results: dict) -> str:
   if chess_pool:
     parts.append(ladder_table(chess_pool, [b for b in pair["baselines"]
                                            if b.get("setting") == "chess"]))
-  extra = paired.lines(pair) + summary.misfit_lines(pool, method_label)
+  extra = paired.lines(pair) + summary.misfit_lines(pool, method_label) + \
+      methods.quality_lines(runs)
   if extra:
     parts.append("\n".join(extra).strip("\n"))
   return "\n\n".join(parts)
