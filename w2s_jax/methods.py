@@ -344,25 +344,27 @@ class Methods:
     splits = ["b", "test"] + b.dev
     weak = b.cfg.weak
 
-    def student(labels):
-      return b.train(b.cfg.strong, seed, "b_student", labels, m.loss, role="student", init=init)
+    def student(labels, tag):
+      return b.train(b.cfg.strong, seed, "b_student", labels, m.loss, role="student", init=init,
+                     tag=tag)
     out, sources = [], [(None, weak_labels)]
     for name in m.supervisors:
       sup = {split: self.supervisor(name, seed, split) for split in splits}
       controlled = (supervisor_name(name, self.hp), sup)
       sources.append((controlled, sup["b"]))
-      out.append({"method": "", "labels": sup["b"], "student": student(sup["b"]),
+      out.append({"method": "", "labels": sup["b"], "student": student(sup["b"], name),
                   "weak": controlled})
     for controlled, labels in sources:
       for name in m.filters:
         tag = controlled[0] if controlled else f"s{seed}"
         kept = self.filtered(name, seed, labels, tag)
-        out.append({"method": name, "labels": kept, "student": student(kept),
+        out.append({"method": name, "labels": kept, "student": student(
+            kept, f"{controlled[0]}:{name}" if controlled else name),
                     "weak": controlled})
     from w2s_jax import models  # noqa: PLC0415
     for kind in m.ensembles:
       ens = self.ensemble(kind, seed, splits)
-      out.append({"method": kind, "labels": ens["b"], "student": student(ens["b"]),
+      out.append({"method": kind, "labels": ens["b"], "student": student(ens["b"], kind),
                   "supervisor": ens,
                   "chain": [f"{m.n_supervisors} {kind} {models.display_name(weak)}"]})
     return out

@@ -297,7 +297,7 @@ class Builder:
                                 cost=f"{len(d.shared['test'])} rows"))
 
   def train(self, spec, seed: int, split: str, labels: Stage | None, loss: str, *, role: str,
-            init: Stage | None = None) -> Stage:
+            init: Stage | None = None, tag: str = "") -> Stage:
     """`spec` trained on `split` with ground truth (labels None) or a predict stage's soft
     labels (of B: b_student is its first rows), for the schedule of `role` (weak, ceiling,
     student); the role itself is not hashed, so a model trained alike in two roles is one
@@ -332,7 +332,8 @@ class Builder:
       deps.append(test_feats)
     n = len(self.data.sets(seed)[split])
     label = ":".join([role, models.display_name(spec), split, loss] +
-                     (["gft"] if init is not None else []) + [f"s{seed}"])
+                     (["gft"] if init is not None else []) + ([tag] if tag else []) +
+                     [f"s{seed}"])  # tag: a method's name, for the logs only
 
     def run():
       store, t0 = self.rt.store, time.time()
