@@ -12,6 +12,7 @@ B only ("a_strong", "b_strong"), so the ceiling and the students see equally man
 """
 import logging
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -90,8 +91,9 @@ class Data:
              self.n_val, self.num_classes, "A/B drawn per seed" if self.per_seed else
              "one A/B split for every seed")
 
-  def rows(self, seed: int) -> dict:
-    """Split name -> the pool rows it holds, for `seed` (SEED_SPLITS)."""
+  def cut(self, seed: int) -> "Cut":
+    """The seed's cut of the pool (SEED_SPLITS, bootstrapping's chunks, derived splits): one
+    cut for every seed with seed_scope batch_order."""
     seed = seed if self.per_seed else None
     if seed not in self._seeds:
       a, b = data_lib.seed_halves(len(self.pool), self.data_seed, seed)
@@ -104,17 +106,28 @@ class Data:
       per = len(rows["b_student"]) // max(self.n_chunks, 1)
       rows.update({f"b{t + 1}": b[t * per:(t + 1) * per] for t in range(self.n_chunks)})
       sets = {name: self.pool.take(idx) for name, idx in rows.items()}
-      self._seeds[seed] = (rows, sets, {name: ds.key() for name, ds in sets.items()})
-    return self._seeds[seed][0]
+      self._seeds[seed] = Cut(rows, sets, {name: ds.key() for name, ds in sets.items()}, {})
+    return self._seeds[seed]
+
+  def rows(self, seed: int) -> dict:
+    """Split name -> the pool rows it holds, for `seed`."""
+    return self.cut(seed).rows
+
+  def sets(self, seed: int) -> dict:
+    """Split name -> Dataset: the seed's cut of the pool and the shared splits."""
+    return {**self.cut(seed).sets, **self.shared}
+
+  def keys(self, seed: int) -> dict:
+    return {**self.cut(seed).keys, **self.shared_keys}
 
   def derive(self, seed: int, name: str, rows: np.ndarray) -> str:
     """Register `name` (containing "~") as a split of `seed`: the pool rows `rows`, drawn from
     the seed's own splits (an ensemble member's resample of A)."""
-    self.rows(seed)
-    cut = self._seeds[seed if self.per_seed else None]
-    if name not in cut[0]:
-      cut[0][name], cut[1][name] = rows, self.pool.take(rows)
-      cut[2][name] = cut[1][name].key()
+    cut = self.cut(seed)
+    if name not in cut.rows:
+      cut.rows[name], cut.sets[name] = rows, self.pool.take(rows)
+      cut.keys[name] = cut.sets[name].key()
+      cut.seeded.clear()
     return name
 
   def in_b(self, split: str) -> slice:
@@ -129,27 +142,26 @@ class Data:
       raise ValueError(f"split {split!r} is not cut from B")
     return slice(start, start + len(b[split]))
 
-  def sets(self, seed: int) -> dict:
-    """Split name -> Dataset: the seed's cut of the pool and the shared splits."""
-    self.rows(seed)
-    return {**self._seeds[seed if self.per_seed else None][1], **self.shared}
-
-  def keys(self, seed: int) -> dict:
-    self.rows(seed)
-    return {**self._seeds[seed if self.per_seed else None][2], **self.shared_keys}
-
   def seeded(self, seed: int) -> dict:
     """The seed's own split keys -> what they stand for whatever the seed (Stage.seeded), so
     that the seeds of one config share a recipe and pool."""
     if not self.per_seed:
       return {}
-    pool, sets = self.shared_keys["pool"], self.sets(seed)
-    return {key: f"{name} ({len(sets[name])} rows) of pool {pool} cut by the seed"
-            for name, key in self._seeds_keys(seed).items()}
+    cut = self.cut(seed)
+    if not cut.seeded:
+      pool = self.shared_keys["pool"]
+      cut.seeded.update({key: f"{name} ({len(cut.sets[name])} rows) of pool {pool} cut by the "
+                         "seed" for name, key in cut.keys.items()})
+    return dict(cut.seeded)  # a stage keeps its own: derive() refills the cut's
 
-  def _seeds_keys(self, seed: int) -> dict:
-    self.rows(seed)
-    return self._seeds[seed if self.per_seed else None][2]
+
+class Cut(NamedTuple):
+  """One seed's splits of the pool: name -> pool rows, Dataset, content key; and the keys'
+  stand-ins (Data.seeded, filled on first use)."""
+  rows: dict
+  sets: dict
+  keys: dict
+  seeded: dict
 
 
 def data_for(cfg, rt) -> Data:
