@@ -47,13 +47,32 @@ def test_every_variant_without_the_hub_plans_from_an_empty_cache(spec, tmp_path,
   assert len(experiment.plan(cfg, str(tmp_path / "w"))[1]) > 0
 
 
-@pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen"])
-def test_pod_variants_name_hub_checkpoints_and_fail_clearly_offline(variant, nlp_config):
+@pytest.mark.parametrize("variant", ["pod_gpt2", "pod_qwen", "sweep_gpt2"])
+def test_pod_variants_validate_without_the_hub_from_the_size_table(variant, nlp_config,
+                                                                   monkeypatch):
   cfg = nlp_config(variant)
   assert cfg.weak.init.startswith("hf:") and cfg.strong.init.startswith("hf:")
   assert cfg.task.name == "sciq" and len(cfg.seeds) == 3 and cfg.train.dtype == "bfloat16"
-  with pytest.raises(config_lib.ConfigError, match="'weak.init'.*not downloadable"):
-    config_lib.validate(cfg, 8)  # HF_HUB_OFFLINE=1 in the tests: no Hub here
+  import huggingface_hub  # noqa: PLC0415
+
+  def no_download(*args, local_files_only=False, **kw):
+    assert local_files_only, "config validation tried to download"
+    raise FileNotFoundError("not cached")
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
+  config_lib.validate(cfg, 8)  # shapes from the size table: gpt2-xl, qwen2.5-7b
+  cfg.strong.init = "hf:some-org/unknown-model"
+  with pytest.raises(config_lib.ConfigError, match="'strong.init'.*shapes are unknown without "
+                     "fetching.*size-table name"):
+    config_lib.validate(cfg, 8)
+
+
+def test_hub_ids_map_to_size_table_names():
+  from w2s_jax.models.sizes import size_of_checkpoint  # noqa: PLC0415
+  assert size_of_checkpoint("openai-community/gpt2-xl") == "gpt2-xl"
+  assert size_of_checkpoint("meta-llama/Llama-3.1-8B-Instruct") == "llama-3.1-8b"
+  assert size_of_checkpoint("google/gemma-2-9b-it") == "gemma-2-9b"
+  assert size_of_checkpoint("Qwen/Qwen2.5-7B") == "qwen2.5-7b"
+  assert size_of_checkpoint("some-org/unknown-model") is None
 
 
 @pytest.mark.parametrize("mutate,message", [

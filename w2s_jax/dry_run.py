@@ -15,7 +15,7 @@ import numpy as np
 from w2s_jax import config as config_lib, losses, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
-from w2s_jax.models import model_config, param_count
+from w2s_jax.models import display_name, from_spec, param_count
 
 GIB = 2 ** 30
 
@@ -56,7 +56,7 @@ def compile_train_step(cfg, devices=None):
   """(compiled step, abstract state, model config) for the strong model of `cfg`."""
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
   vocab = ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 0
-  mc = model_config(cfg.strong.size, vocab or 50257)
+  mc = from_spec(cfg.strong, vocab or 50257, fetch=False)  # downloads nothing
   tr = train.Trainer(mc, cfg.num_classes or 2, mesh, sharding.check_rules(cfg.rules),
                      dtype=cfg.train.dtype, remat=cfg.strong.remat, attention=cfg.train.attention)
   tx, schedule = train.make_optimizer(cfg.train, train.learning_rate(cfg.train, mc), 1000)
@@ -90,7 +90,8 @@ def report(cfg, topology: str = "") -> str:
   cost = cost[0] if isinstance(cost, list) else cost
   kind = topology or f"{jax.devices()[0].platform} x{len(mesh.devices.flat)}"
   rows = [
-      ("model", f"{cfg.strong.size}: {param_count(mc):,} parameters, {cfg.train.dtype} compute"),
+      ("model", f"{display_name(cfg.strong)}: {param_count(mc):,} parameters, "
+                f"{cfg.train.dtype} compute"),
       ("devices", f"{kind}; mesh {dict(mesh.shape)}"),
       ("batch [accum, micro, length]", str(list(batch_shape))),
       ("parameters / device", f"{_per_device_bytes(state['params']) / GIB:.3f} GiB"),

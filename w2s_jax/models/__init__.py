@@ -20,14 +20,17 @@ def checkpoint_module(init: str):
   return None
 
 
-def from_spec(spec, vocab_size: int) -> ModelConfig:
+def from_spec(spec, vocab_size: int, fetch: bool = True) -> ModelConfig:
   """The ModelConfig of a config's model spec: from a checkpoint (init "hf:SOURCE" or
-  "gguf:SOURCE", size "auto" or the matching size-table name) or from the size table."""
+  "gguf:SOURCE", size "auto" or the matching size-table name) or from the size table.
+  fetch=False never downloads a Hub checkpoint (hf.load_config)."""
   module = checkpoint_module(spec.init)
   if module is None:
     mc = model_config(spec.size, vocab_size)
   else:
-    mc = module.load_config(spec.init.split(":", 1)[1])
+    source = spec.init.split(":", 1)[1]
+    mc = (module.load_config(source, fetch=fetch) if spec.init.startswith("hf:") else
+          module.load_config(source))
     if spec.size != "auto" and model_config(spec.size, mc.vocab_size).explicit() != mc.explicit():
       raise ValueError(f"checkpoint {spec.init} does not have the shape of size {spec.size!r}; "
                        "use size 'auto' to take it from the checkpoint")

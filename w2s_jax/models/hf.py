@@ -25,7 +25,7 @@ import numpy as np
 
 from w2s_jax.errors import CheckpointError
 from w2s_jax.models.hf_config import family, hf_config, model_config_from_hf  # noqa: F401
-from w2s_jax.models.sizes import ModelConfig
+from w2s_jax.models.sizes import ModelConfig, model_config, size_of_checkpoint
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64}
 
@@ -243,8 +243,24 @@ def _config(folder: str) -> ModelConfig:
     raise CheckpointError(f"{path}: no {e.args[0]!r}") from None
 
 
-def load_config(source: str) -> ModelConfig:
-  return _config(local_folder(source))
+def load_config(source: str, fetch: bool = True) -> ModelConfig:
+  """The checkpoint's ModelConfig. fetch=False (config validation, the dry run) never
+  downloads: a folder, a Hub snapshot already cached, or else the size table's entry of that
+  name (sizes.size_of_checkpoint)."""
+  if fetch or os.path.isdir(source):
+    return _config(local_folder(source))
+  from huggingface_hub import snapshot_download  # noqa: PLC0415
+  try:
+    return _config(snapshot_download(source, allow_patterns=["*.json"], local_files_only=True))
+  except Exception:  # noqa: BLE001  (not cached)
+    pass
+  size = size_of_checkpoint(source)
+  if size is None:
+    raise FileNotFoundError(
+        f"checkpoint {source!r}: its shapes are unknown without fetching its config (not a "
+        "folder, not in the Hub cache, no size-table entry of that name): set the model's size "
+        "to a size-table name (docs/reference.md) or fetch it once")
+  return model_config(size)
 
 
 def check(source: str, abstract: dict) -> tuple:

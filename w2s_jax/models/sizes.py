@@ -166,6 +166,17 @@ SIZES = {
 }
 
 
+def size_of_checkpoint(source: str) -> str | None:
+  """The size-table name of a Hub checkpoint id by its name ("openai-community/gpt2-xl" ->
+  "gpt2-xl", "meta-llama/Llama-3.1-8B-Instruct" -> "llama-3.1-8b"), or None: its shapes
+  without fetching its config."""
+  name = source.rstrip("/").split("/")[-1].lower()
+  for suffix in ("", "-instruct", "-it", "-base", "-hf"):
+    if name.endswith(suffix) and name[:len(name) - len(suffix)] in SIZES:
+      return name[:len(name) - len(suffix)]
+  return None
+
+
 def model_config(size: str, vocab_size: int = 0, **overrides) -> ModelConfig:
   """The ModelConfig of a named size; `vocab_size` fills sizes that take it from the tokenizer."""
   if size not in SIZES:
