@@ -121,3 +121,29 @@ def test_dry_run_prints_memory_per_device_without_training():
   assert "cpu x4" in lines["devices"]
   proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--topology=v9z:3x3x3x3")
   assert proc.returncode != 0 and "--topology=v9z:3x3x3x3" in proc.stderr
+
+
+def test_roofline_takes_the_slowest_of_compute_hbm_and_ici():
+  from w2s_jax import dry_run  # noqa: PLC0415
+  chip = dict(flops=100e12, hbm=16e9, hbm_bw=1e12, ici_bw=0.5e12)
+  # 1e9 parameters over 4 fsdp devices, no remat: HBM 2 passes x 2 GB + 28 GB / 4 = 11 GB ->
+  # 11 ms; ICI 2 x 2 GB x 3/4 + 4 GB x 3/4 = 6 GB -> 12 ms; compute 1e12 / 1e14 = 10 ms.
+  r = dry_run.roofline(1e12, 10**9, {"data": 1, "fsdp": 4, "tensor": 1}, "none", chip)
+  assert r["compute_s"] == pytest.approx(0.010) and r["hbm_s"] == pytest.approx(0.011)
+  assert r["ici_s"] == pytest.approx(0.012) and r["bound"] == "ICI"
+  assert r["mfu_bound"] == pytest.approx(10 / 12)
+  r = dry_run.roofline(1e14, 10**9, {"data": 1, "fsdp": 4, "tensor": 1}, "full", chip)
+  assert r["bound"] == "compute" and r["mfu_bound"] == 1.0
+
+
+def test_dry_run_compiles_the_tiny_variant_for_a_tpu_slice_when_libtpu_is_installed():
+  pytest.importorskip("libtpu")  # the [tpu] extra: TPU slices described on a CPU
+  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",
+                         "--dry_run", "--topology=v5e:2x2"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600,
+                        env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = dict(line.split("  ", 1) for line in proc.stdout.splitlines() if "  " in line)
+  assert "v5e:2x2" in lines["devices"] and "'fsdp': 4" in lines["devices"]
+  assert lines["HBM per chip"].strip().endswith("fits")
+  assert "-bound" in lines["roofline step time"] and 0 < float(lines["MFU bound"]) <= 1

@@ -7,6 +7,7 @@ devices (--fake_devices), or over a TPU slice that jax describes on a CPU (--top
 with libtpu installed): compiling for a pod slice from a laptop.
 """
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +21,43 @@ from w2s_jax.models import display_name, from_spec, param_count
 GIB = 2 ** 30
 
 
+# Per chip: peak bf16 FLOP/s, HBM bytes, HBM bytes/s, bidirectional ICI bytes/s (Cloud TPU
+# documentation: docs.cloud.google.com/tpu/docs/v5e, v5p-training, v6e).
+CHIPS = {
+    "v5e": dict(flops=197e12, hbm=16e9, hbm_bw=819e9, ici_bw=400e9),
+    "v5p": dict(flops=459e12, hbm=95e9, hbm_bw=2765e9, ici_bw=1200e9),
+    "v6e": dict(flops=918e12, hbm=32e9, hbm_bw=1638e9, ici_bw=800e9),
+}
+
+
+def roofline(flops: float, params: int, mesh_shape: dict, remat: str, chip: dict,
+             compute_bytes: int = 2) -> dict:
+  """A lower bound on one train step's time per device, from three ceilings that overlap at
+  best: compute (`flops` per device at peak), HBM traffic (every weight read in compute dtype
+  by each pass: forward, backward, and the remat forward; the optimizer reading and writing its
+  shard of fp32 parameters, gradients and two Adam moments: 28 bytes a parameter) and ICI
+  traffic (fsdp all-gathers of the weights per pass, a reduce-scatter of fp32 gradients over
+  every device). Activations are left out: a bound, not a prediction. The MFU bound is compute
+  time over the bound."""
+  n = math.prod(mesh_shape.values())
+  f = mesh_shape.get("fsdp", 1) * mesh_shape.get("tensor", 1)  # ways the weights are split
+  passes = 3 if remat == "full" else 2
+  compute = flops / chip["flops"]
+  hbm = (passes * params * compute_bytes + 28 * params / n) / chip["hbm_bw"]
+  ici = (passes * params * compute_bytes * (f - 1) / f + 4 * params * (n - 1) / n) / chip["ici_bw"]
+  step = max(compute, hbm, ici)
+  bound = {compute: "compute", hbm: "HBM", ici: "ICI"}[step]
+  return {"compute_s": compute, "hbm_s": hbm, "ici_s": ici, "step_s": step, "bound": bound,
+          "mfu_bound": compute / step}
+
+
 class DoesNotFit(RuntimeError):
   """The compiler says the train step needs more memory than a device has."""
 
 
 def tpu_devices(topology: str):
+  # Describing a slice uses no TPU: let libtpu load beside another process that holds it.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
     from jax.experimental import topologies  # noqa: PLC0415
     return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
@@ -76,6 +109,42 @@ def compile_train_step(cfg, devices=None):
   return step_fn.lower(state, batch).compile(), state, mc, mesh, (accum, micro, length)
 
 
+def _fits(cfg, devices) -> bool:
+  try:
+    compile_train_step(cfg, devices)
+    return True
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" in str(e):
+      return False
+    raise
+
+
+def what_fits(cfg, devices) -> str:
+  """The change that makes a train step that does not fit fit, found by compiling: full remat
+  first, then the largest micro-batch (gradient accumulation over the same optimizer batch)
+  that halving finds; or the sentence that none does."""
+  cfg = cfg.copy_and_resolve_references()
+  tried = []
+  if cfg.strong.remat != "full":
+    cfg.strong.remat = "full"
+    if _fits(cfg, devices):
+      return "it fits with --config.strong.remat=full"
+    tried.append("strong.remat=full")
+  micro = cfg.train.micro_batch_size or cfg.train.batch_size
+  dp = sharding.data_parallel_size(sharding.check_rules(cfg.rules), dict(zip(
+      sharding.MESH_AXES, sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor,
+                                             devices=devices).devices.shape)))
+  while micro // 2 >= dp and (micro // 2) % dp == 0:
+    micro //= 2
+    cfg.train.micro_batch_size = micro
+    if _fits(cfg, devices):
+      return ("it fits with " + " ".join(f"--config.{t}" for t in tried) +
+              f" --config.train.micro_batch_size={micro} (the largest micro-batch that does)"
+              ).replace("with  ", "with ")
+  return (f"nothing fits this slice, down to micro-batches of {micro} with full remat: use more "
+          "chips, a larger fsdp or tensor axis, LoRA, or a smaller model")
+
+
 def report(cfg, topology: str = "") -> str:
   devices = tpu_devices(topology) if topology else jax.devices()
   config_lib.validate(cfg, len(devices), devices)
@@ -83,7 +152,7 @@ def report(cfg, topology: str = "") -> str:
     compiled, state, mc, mesh, batch_shape = compile_train_step(cfg, devices)
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" in str(e):
-      raise DoesNotFit(str(e).splitlines()[0]) from None
+      raise DoesNotFit(f"{str(e).splitlines()[0]}; {what_fits(cfg, devices)}") from None
     raise
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -106,5 +175,18 @@ def report(cfg, topology: str = "") -> str:
       ("XLA cost analysis FLOPs", f"{cost.get('flops', float('nan')):.3e} (counts a scanned "
                                   "layer once)"),
   ]
+  chip = CHIPS.get(topology.split(":")[0]) if topology else None
+  if chip is not None:
+    r = roofline(model_flops(mc, math.prod(batch_shape), batch_shape[-1], cfg.strong.remat) /
+                 mesh.devices.size, param_count(mc), dict(mesh.shape), cfg.strong.remat, chip)
+    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes +
+            mem.temp_size_in_bytes)
+    rows += [
+        ("HBM per chip", f"{chip['hbm'] / GIB:.1f} GiB: {'fits' if peak <= chip['hbm'] else 'DOES NOT FIT'}"),
+        ("roofline step time", f"{r['step_s'] * 1e3:.1f} ms ({r['bound']}-bound; compute "
+                               f"{r['compute_s'] * 1e3:.1f} ms, HBM {r['hbm_s'] * 1e3:.1f} ms, "
+                               f"ICI {r['ici_s'] * 1e3:.1f} ms)"),
+        ("MFU bound", f"{r['mfu_bound']:.2f}"),
+    ]
   width = max(len(k) for k, _ in rows)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
