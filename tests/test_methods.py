@@ -171,3 +171,11 @@ def test_every_method_runs_and_is_paired_against_naive_xent(tmp_path, nlp_config
   steps = {m: store.metrics("train", by[(weak, m, "xent")]["stage_keys"]["student"])["steps"]
            for m in ("", "knn_filter", "knn_relabel")}
   assert steps["knn_filter"] < steps[""] == steps["knn_relabel"]
+
+
+def test_specialists_smaller_than_a_batch_are_refused_naming_the_key(tmp_path, nlp_config):
+  c = nlp_config("methods_tiny")
+  c.methods.update(filters=(), supervisors=(), ensembles=("specialists",), n_supervisors=16)
+  c.train.batch_size = 64
+  with pytest.raises(ConfigError, match="'methods.n_supervisors'.*below a batch"):
+    pipeline.run(c, str(tmp_path))

@@ -24,6 +24,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from w2s_jax import metrics
+from w2s_jax.errors import ConfigError
 from w2s_jax.graph import Output, Stage
 
 
@@ -313,6 +314,12 @@ class Methods:
       near = route(token_sketch(sets["a_train"]), cent)
       member_rows = [base[near == j] for j in range(k)]
       routes = {split: route(token_sketch(sets[split]), cent) for split in splits}
+    small = [len(r) for r in member_rows if len(r) < self.cfg.train.batch_size]
+    if small:
+      raise ConfigError(f"config key 'methods.n_supervisors': {k} {kind} cut seed {seed}'s "
+                        f"{len(base)} rows of A into clusters of {sorted(len(r) for r in member_rows)}"
+                        f" rows, {len(small)} below a batch ({self.cfg.train.batch_size}): use "
+                        "fewer supervisors")
     names = [data.derive(seed, f"a_train~{kind}{j}", r) for j, r in enumerate(member_rows)]
     members = [b.train(weak, seed, n, None, "xent", role="weak") for n in names]
     out = {}
