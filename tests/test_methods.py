@@ -179,3 +179,19 @@ def test_specialists_smaller_than_a_batch_are_refused_naming_the_key(tmp_path, n
   c.train.batch_size = 64
   with pytest.raises(ConfigError, match="'methods.n_supervisors'.*below a batch"):
     pipeline.run(c, str(tmp_path))
+
+
+def test_ensemble_students_of_every_seed_share_a_recipe(tmp_path, nlp_config):
+  """Clusters hold other row counts in every seed: the students still pool over the seeds."""
+  from w2s_jax import experiment  # noqa: PLC0415
+  c = nlp_config("methods_tiny")
+  c.methods.update(filters=(), supervisors=())
+  c.seeds = (0, 1)
+  _, graph, _ = experiment.plan(c, str(tmp_path))
+  stages = list(graph)
+  for kind in ("bagged", "specialists"):
+    preds = {st.label: st for st in stages
+             if st.kind == "predict" and st.label.startswith("predict:student:")
+             and f":{kind}:" in st.label and st.label.endswith(":test")}
+    (a, sa), (b, sb) = sorted(preds.items())
+    assert a.replace(":s0:", ":s1:") == b and sa.key != sb.key and sa.recipe == sb.recipe

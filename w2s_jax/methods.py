@@ -320,7 +320,10 @@ class Methods:
                         f"{len(base)} rows of A into clusters of {sorted(len(r) for r in member_rows)}"
                         f" rows, {len(small)} below a batch ({self.cfg.train.batch_size}): use "
                         "fewer supervisors")
-    names = [data.derive(seed, f"a_train~{kind}{j}", r) for j, r in enumerate(member_rows)]
+    how = (lambda j: f"bootstrap resample {j} of {k} of a_train" if kind == "bagged" else
+           f"token cluster {j} of {k} of a_train")  # noqa: E731
+    names = [data.derive(seed, f"a_train~{kind}{j}", r, how(j))
+             for j, r in enumerate(member_rows)]
     members = [b.train(weak, seed, n, None, "xent", role="weak") for n in names]
     out = {}
     for split in splits:

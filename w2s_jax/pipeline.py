@@ -84,6 +84,7 @@ class Data:
                                                        cfg.eval_max_len or cfg.max_len)
     self.shared_keys = {name: ds.key() for name, ds in self.shared.items()}
     self._seeds = {}
+    self.derived = {}  # derived split name -> how a seed draws it (Data.derive)
     log.info("data %s: A %d, B %d, test %d examples (dropped: %s); strong models train on %d "
              "of A and %d of B; %d held out for model selection; %d classes; %s",
              cfg.task.name, half, len(self.splits.b), len(self.splits.test), self.splits.dropped,
@@ -120,13 +121,15 @@ class Data:
   def keys(self, seed: int) -> dict:
     return {**self.cut(seed).keys, **self.shared_keys}
 
-  def derive(self, seed: int, name: str, rows: np.ndarray) -> str:
+  def derive(self, seed: int, name: str, rows: np.ndarray, how: str) -> str:
     """Register `name` (containing "~") as a split of `seed`: the pool rows `rows`, drawn from
-    the seed's own splits (an ensemble member's resample of A)."""
+    the seed's own splits (an ensemble member's resample of A) as `how` says. `how` is what the
+    split stands for whatever the seed, so it must not name a count that varies by seed."""
     cut = self.cut(seed)
     if name not in cut.rows:
       cut.rows[name], cut.sets[name] = rows, self.pool.take(rows)
       cut.keys[name] = cut.sets[name].key()
+      self.derived[name] = how
       cut.seeded.clear()
     return name
 
@@ -150,8 +153,10 @@ class Data:
     cut = self.cut(seed)
     if not cut.seeded:
       pool = self.shared_keys["pool"]
-      cut.seeded.update({key: f"{name} ({len(cut.sets[name])} rows) of pool {pool} cut by the "
-                         "seed" for name, key in cut.keys.items()})
+      cut.seeded.update({key: f"{name} ({self.derived[name]}) of pool {pool} cut by the seed"
+                         if name in self.derived else
+                         f"{name} ({len(cut.sets[name])} rows) of pool {pool} cut by the seed"
+                         for name, key in cut.keys.items()})
     return dict(cut.seeded)  # a stage keeps its own: derive() refills the cut's
 
 
