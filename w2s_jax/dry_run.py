@@ -182,7 +182,8 @@ def report(cfg, topology: str = "") -> str:
     peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes +
             mem.temp_size_in_bytes)
     rows += [
-        ("HBM per chip", f"{chip['hbm'] / GIB:.1f} GiB: {'fits' if peak <= chip['hbm'] else 'DOES NOT FIT'}"),
+        ("HBM per chip", f"{chip['hbm'] / GIB:.1f} GiB: "
+                         f"{'fits' if peak <= chip['hbm'] else 'DOES NOT FIT'}"),
         ("roofline step time", f"{r['step_s'] * 1e3:.1f} ms ({r['bound']}-bound; compute "
                                f"{r['compute_s'] * 1e3:.1f} ms, HBM {r['hbm_s'] * 1e3:.1f} ms, "
                                f"ICI {r['ici_s'] * 1e3:.1f} ms)"),

@@ -183,7 +183,8 @@ def curves_figure(runs: list[dict], store, out: epath.Path):
   for r in runs:
     for role in roles:
       key = r["stage_keys"].get(role)  # a controlled supervisor trains nothing
-      if key is not None and key not in [k for k, _ in stages[role]] and len(stages[role]) < MAX_CURVES:
+      seen = [k for k, _ in stages[role]]
+      if key is not None and key not in seen and len(seen) < MAX_CURVES:
         label = (f"{r['weak']}->{r['strong']} {r['loss']}" if role == "student" else
                  r["weak" if role == "weak" else "strong"]) + f" s{r['seed']}"
         stages[role].append((key, label))

@@ -316,10 +316,10 @@ class Methods:
       routes = {split: route(token_sketch(sets[split]), cent) for split in splits}
     small = [len(r) for r in member_rows if len(r) < self.cfg.train.batch_size]
     if small:
+      sizes = sorted(len(r) for r in member_rows)
       raise ConfigError(f"config key 'methods.n_supervisors': {k} {kind} cut seed {seed}'s "
-                        f"{len(base)} rows of A into clusters of {sorted(len(r) for r in member_rows)}"
-                        f" rows, {len(small)} below a batch ({self.cfg.train.batch_size}): use "
-                        "fewer supervisors")
+                        f"{len(base)} rows of A into clusters of {sizes} rows, {len(small)} "
+                        f"below a batch ({self.cfg.train.batch_size}): use fewer supervisors")
     how = (lambda j: f"bootstrap resample {j} of {k} of a_train" if kind == "bagged" else
            f"token cluster {j} of {k} of a_train")  # noqa: E731
     names = [data.derive(seed, f"a_train~{kind}{j}", r, how(j))
