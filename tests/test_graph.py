@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from w2s_jax import config as config_lib, experiment, graph, report, stages
+from w2s_jax.errors import ConfigError
 from w2s_jax.graph import Output, Stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,6 +203,15 @@ def test_chess_zero_shot_lines_once_per_distinct_pretraining():
   assert apart[0].startswith("zero-shot M2 [chess.pretrain.seed=0]: masked 0.250")
   assert apart[1].startswith("zero-shot M2 [chess.pretrain.seed=1]: masked 0.100")
   assert "below twice that" in apart[1] and "top rung [chess.pretrain.seed=1]" in apart[2]
+
+
+@pytest.mark.parametrize("key,values", [("mesh.fsdp", (1, 2)), ("seeds", ((0,), (1,))),
+                                        ("rules", ((), ()))])
+def test_a_grid_over_a_key_fixed_per_invocation_is_refused(key, values, nlp_config):
+  cfg = nlp_config("tiny")
+  cfg.sweep.grid = (("train.lr", (1e-3,)), (key, values))
+  with pytest.raises(ConfigError, match=f"'sweep.grid': '{key}' cannot vary by grid point"):
+    experiment.expand(cfg)
 
 
 @pytest.mark.slow

@@ -18,6 +18,11 @@ from w2s_jax.errors import ConfigError, WorkdirError
 log = logging.getLogger("w2s_jax")
 
 
+# Keys one invocation fixes for all its grid points: every point runs on the first point's
+# mesh and rules, and `seeds` and `sweep` are the grid's own axes.
+PER_INVOCATION = ("mesh", "rules", "experiment", "seeds", "sweep")
+
+
 def _set(cfg, dotted: str, value) -> None:
   node, *path = cfg, *dotted.split(".")
   for part in path[:-1]:
@@ -39,6 +44,10 @@ def expand(cfg) -> list:
   for k, values in grid:
     if not values:
       raise ConfigError(f"config key 'sweep.grid': no values for {k!r}")
+    if k.split(".")[0] in PER_INVOCATION:
+      raise ConfigError(f"config key 'sweep.grid': {k!r} cannot vary by grid point (one "
+                        "invocation has one mesh, sharding rules, experiment and seeds): "
+                        "run one invocation per value")
   out = []
   for pair in pairs:
     for point in itertools.product(*(v for _, v in grid)):
