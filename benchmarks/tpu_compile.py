@@ -28,7 +28,9 @@ VARIANTS = {
         "--config.strong.init=hf:meta-llama/Llama-3.1-8B"]),
     "gemma-2-9b": ("configs/nlp.py:pod_qwen", [
         "--config.weak.init=hf:google/gemma-2-2b", "--config.strong.init=hf:google/gemma-2-9b"]),
-    "smollm2-135m (nlp:reproduce_gpu)": ("configs/nlp.py:reproduce_gpu", []),
+    # a sweep over depths: its 2 -> 30 layer pair
+    "smollm2-135m (nlp:reproduce_gpu)": ("configs/nlp.py:reproduce_gpu",
+                                         ["--config.weak.n_layers=2"]),
 }
 SLICES = ("v5e:4x4", "v5p:2x2x1", "v6e:2x4")
 
@@ -67,7 +69,7 @@ def main():
         print(f"| {name} | {topology} | | {r['error']} | | | | | | {r['wall']:.0f} |", flush=True)
         continue
       print(f"| {name} | {topology} | {r['batch']} | {r['peak']:.2f} | "
-            f"{'yes' if r['fits'] else 'no'} | {r['tflops']:.1f} | {r['step_ms']:.0f} | "
+            f"{'yes' if r['fits'] else 'no'} | {r['tflops']:.1f} | {r['step_ms']:.1f} | "
             f"{r['bound']} | {r['mfu']:.2f} | {r['wall']:.0f} |", flush=True)
 
 
