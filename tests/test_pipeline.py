@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, pipeline, runtime, stages
+from w2s_jax import config as config_lib, metrics, pipeline, replicates, runtime, stages
 
 
 def _spec(tmp_path, kind, key):
@@ -12,7 +12,7 @@ def _spec(tmp_path, kind, key):
 
 
 def _data(cfg, tmp_path):
-  return pipeline.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
+  return replicates.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
 
 
 @pytest.mark.parametrize("mode", ["full", "probe"])

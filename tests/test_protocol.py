@@ -6,7 +6,8 @@ import chess
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, paired, pipeline, report, runtime, stages, summary
+from w2s_jax import config as config_lib, metrics, paired, pipeline, report, replicates, \
+    runtime, stages, summary
 from w2s_jax.chess import puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
@@ -14,7 +15,7 @@ from tests.conftest import task_cfg
 
 
 def _data(cfg, tmp_path):
-  return pipeline.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
+  return replicates.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
 
 
 def _digests(ds):

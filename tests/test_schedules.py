@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, config as config_lib, loop, pipeline, report, runtime, sharding, \
-    stages, train
+from w2s_jax import checkpoint, config as config_lib, loop, pipeline, replicates, report, runtime, \
+    sharding, stages, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -78,7 +78,7 @@ def test_every_role_is_selected_alike_on_its_own_held_out_rows(tmp_path, nlp_con
   store = stages.StageStore(str(tmp_path))
   student = store.metrics("train", row["stage_keys"]["student"])
   ceiling = store.metrics("train", row["stage_keys"]["ceiling"])
-  data = pipeline.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
+  data = replicates.data_for(cfg, runtime.Runtime(cfg, str(tmp_path)))
   keys, sets = data.keys(0), data.sets(0)
   # One epoch of A's rows before its 64 held-out ones, at batch 32.
   n = (len(sets["a"]) - 64) // 32
