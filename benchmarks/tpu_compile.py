@@ -5,7 +5,8 @@ pip install -e '.[tpu]'):
   JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py --slices v5e:4x4 --variants gemma-2-9b
 
 Each cell is one `python -m w2s_jax.main --dry_run --topology=SLICE` of a variant's strong model
-(no weights are fetched: shapes come from the size table): memory per chip from the compiler,
+(no Hub checkpoint is fetched: shapes come from the size table; a gguf: init reads its
+pinned package file, fetched once into the asset cache): memory per chip from the compiler,
 the model's FLOPs per step, and from them the roofline step time and MFU bound
 (dry_run.roofline). A cell that does not fit prints the change that would (dry_run.what_fits).
 """

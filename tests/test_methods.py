@@ -181,13 +181,17 @@ def test_specialists_smaller_than_a_batch_are_refused_naming_the_key(tmp_path, n
     pipeline.run(c, str(tmp_path))
 
 
-def test_ensemble_students_of_every_seed_share_a_recipe(tmp_path, nlp_config):
-  """Clusters hold other row counts in every seed: the students still pool over the seeds."""
+@pytest.mark.parametrize("scope", ["split", "batch_order"])
+def test_ensemble_students_of_every_seed_share_a_recipe(tmp_path, nlp_config, scope):
+  """Clusters hold other row counts in every seed: the students still pool over the seeds. With
+  seed_scope batch_order the seeds share one draw of the members' rows, as they share A."""
   from w2s_jax import experiment  # noqa: PLC0415
   c = nlp_config("methods_tiny")
   c.methods.update(filters=(), supervisors=())
-  c.seeds = (0, 1)
-  _, graph, _ = experiment.plan(c, str(tmp_path))
+  c.seeds, c.seed_scope = (0, 1), scope
+  _, graph, (b,) = experiment.plan(c, str(tmp_path))
+  members = [{n: r.tolist() for n, r in b.data.rows(s).items() if "~" in n} for s in (0, 1)]
+  assert len(members[0]) == 4 and (members[0] == members[1]) == (scope == "batch_order")
   stages = list(graph)
   for kind in ("bagged", "specialists"):
     preds = {st.label: st for st in stages

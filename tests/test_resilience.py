@@ -134,6 +134,10 @@ def test_roofline_takes_the_slowest_of_compute_hbm_and_ici():
   assert r["mfu_bound"] == pytest.approx(10 / 12)
   r = dry_run.roofline(1e14, 10**9, {"data": 1, "fsdp": 4, "tensor": 1}, "full", chip)
   assert r["bound"] == "compute" and r["mfu_bound"] == 1.0
+  # data 2 x fsdp 2 x tensor 2, 2 micro-batches: reads 2 x 2 x 2 GB / 2 = 4 GB, optimizer
+  # 28 GB / 4 = 7 GB -> 11 ms; ICI 4 GB x 1/2 + 4 GB / 2 x 3/4 = 3.5 GB -> 7 ms.
+  r = dry_run.roofline(1e12, 10**9, {"data": 2, "fsdp": 2, "tensor": 2}, "none", chip, accum=2)
+  assert r["hbm_s"] == pytest.approx(0.011) and r["ici_s"] == pytest.approx(0.007)
 
 
 def test_dry_run_compiles_the_tiny_variant_for_a_tpu_slice_when_libtpu_is_installed():

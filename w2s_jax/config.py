@@ -384,7 +384,7 @@ def _check_model(spec, key):
   _require(spec.lora_targets and set(spec.lora_targets) <= set(lora_lib.IN_DIMS),
            f"{key}.lora_targets", f"a non-empty subset of {sorted(lora_lib.IN_DIMS)}")
   try:  # sizes that take their vocabulary from the tokenizer are compared by their body
-    return param_count(from_spec(spec, vocab_size=1, fetch=False))  # validation downloads nothing
+    return param_count(from_spec(spec, vocab_size=1, fetch=False))  # no Hub checkpoint fetched
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(f"config key '{key}.init': {e}") from None
 

@@ -31,20 +31,20 @@ CHIPS = {
 
 
 def roofline(flops: float, params: int, mesh_shape: dict, remat: str, chip: dict,
-             compute_bytes: int = 2) -> dict:
+             accum: int = 1, compute_bytes: int = 2) -> dict:
   """A lower bound on one train step's time per device, from three ceilings that overlap at
-  best: compute (`flops` per device at peak), HBM traffic (every weight read in compute dtype
-  by each pass: forward, backward, and the remat forward; the optimizer reading and writing its
-  shard of fp32 parameters, gradients and two Adam moments: 28 bytes a parameter) and ICI
-  traffic (fsdp all-gathers of the weights per pass, a reduce-scatter of fp32 gradients over
-  every device). Activations are left out: a bound, not a prediction. The MFU bound is compute
-  time over the bound."""
-  n = math.prod(mesh_shape.values())
-  f = mesh_shape.get("fsdp", 1) * mesh_shape.get("tensor", 1)  # ways the weights are split
-  passes = 3 if remat == "full" else 2
+  best: compute (`flops` per device at peak); HBM traffic (each micro-batch's passes, forward,
+  backward and the remat forward, read the device's 1/tensor of the weights in compute dtype;
+  the optimizer reads and writes its fsdp x tensor shard of fp32 parameters, gradients and two
+  Adam moments, 28 bytes a parameter); ICI traffic (those reads all-gathered over fsdp, and a
+  reduce-scatter of fp32 gradients over the data and fsdp devices). Activations are left out:
+  a bound, not a prediction. The MFU bound is compute time over the bound."""
+  t, f = mesh_shape.get("tensor", 1), mesh_shape.get("fsdp", 1)
+  m = math.prod(mesh_shape.values()) // t  # devices holding other shards of one tensor slice
+  reads = (3 if remat == "full" else 2) * accum * params * compute_bytes / t
   compute = flops / chip["flops"]
-  hbm = (passes * params * compute_bytes + 28 * params / n) / chip["hbm_bw"]
-  ici = (passes * params * compute_bytes * (f - 1) / f + 4 * params * (n - 1) / n) / chip["ici_bw"]
+  hbm = (reads + 28 * params / (f * t)) / chip["hbm_bw"]
+  ici = (reads * (f - 1) / f + 4 * params / t * (m - 1) / m) / chip["ici_bw"]
   step = max(compute, hbm, ici)
   bound = {compute: "compute", hbm: "HBM", ici: "ICI"}[step]
   return {"compute_s": compute, "hbm_s": hbm, "ici_s": ici, "step_s": step, "bound": bound,
@@ -89,7 +89,7 @@ def compile_train_step(cfg, devices=None):
   """(compiled step, abstract state, model config) for the strong model of `cfg`."""
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
   vocab = ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 0
-  mc = from_spec(cfg.strong, vocab or 50257, fetch=False)  # downloads nothing
+  mc = from_spec(cfg.strong, vocab or 50257, fetch=False)  # no Hub checkpoint is fetched
   tr = train.Trainer(mc, cfg.num_classes or 2, mesh, sharding.check_rules(cfg.rules),
                      dtype=cfg.train.dtype, remat=cfg.strong.remat, attention=cfg.train.attention)
   tx, schedule = train.make_optimizer(cfg.train, train.learning_rate(cfg.train, mc), 1000)
@@ -155,6 +155,8 @@ def report(cfg, topology: str = "") -> str:
       raise DoesNotFit(f"{str(e).splitlines()[0]}; {what_fits(cfg, devices)}") from None
     raise
   mem = compiled.memory_analysis()
+  peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes +
+          mem.temp_size_in_bytes)
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   kind = topology or f"{jax.devices()[0].platform} x{len(mesh.devices.flat)}"
@@ -170,7 +172,7 @@ def report(cfg, topology: str = "") -> str:
                                    f"(aliased with donated inputs: "
                                    f"{mem.alias_size_in_bytes / GIB:.3f} GiB)"),
       ("temporaries / device", f"{mem.temp_size_in_bytes / GIB:.3f} GiB"),
-      ("peak estimate / device", f"{(mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes + mem.temp_size_in_bytes) / GIB:.3f} GiB"),
+      ("peak estimate / device", f"{peak / GIB:.3f} GiB"),
       ("model FLOPs / step / device", f"{model_flops(mc, math.prod(batch_shape), batch_shape[-1], cfg.strong.remat) / mesh.devices.size:.3e}"),
       ("XLA cost analysis FLOPs", f"{cost.get('flops', float('nan')):.3e} (counts a scanned "
                                   "layer once)"),
@@ -178,9 +180,8 @@ def report(cfg, topology: str = "") -> str:
   chip = CHIPS.get(topology.split(":")[0]) if topology else None
   if chip is not None:
     r = roofline(model_flops(mc, math.prod(batch_shape), batch_shape[-1], cfg.strong.remat) /
-                 mesh.devices.size, param_count(mc), dict(mesh.shape), cfg.strong.remat, chip)
-    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes +
-            mem.temp_size_in_bytes)
+                 mesh.devices.size, param_count(mc), dict(mesh.shape), cfg.strong.remat, chip,
+                 accum=batch_shape[0])
     rows += [
         ("HBM per chip", f"{chip['hbm'] / GIB:.1f} GiB: "
                          f"{'fits' if peak <= chip['hbm'] else 'DOES NOT FIT'}"),

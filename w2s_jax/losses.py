@@ -87,8 +87,8 @@ def _logconf(logits, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
 
 def _logconf_balanced(logits, y, step_frac, alpha_max=0.75, warmup_frac=0.2, **_):
   """logconf with batch balancing (EleutherAI/w2s `balance_batch`): the weak labels' log-odds
-  are centred over the batch (each class's log-probability minus its batch mean), and the
-  hardened labels take the balanced labels' prior, 1/C each."""
+  are centred over the batch (each class's log-probability minus its batch mean: the mean
+  log-odds becomes 0, not the mean probability 1/C), and the hardened labels split 1/C each."""
   a = warmup_alpha(step_frac, alpha_max, warmup_frac)
   logy = jnp.log(jnp.clip(y, 1e-7))
   y = jax.nn.softmax(logy - logy.mean(0, keepdims=True), -1)

@@ -48,7 +48,7 @@ def disagreement(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def drop_most(score: np.ndarray, share: float) -> np.ndarray:
-  """Keep mask without the int(share * N) highest scores (the earlier row kept on a tie)."""
+  """Keep mask without the int(share * N) highest scores (on a tie the earlier row goes)."""
   keep = np.ones(len(score), bool)
   n = int(share * len(score))
   if n:
@@ -131,7 +131,7 @@ def topo_filter(x, y, hp):
   remove more)."""
   comp = np.flatnonzero(topo_component(x, y, hp["topo_k_cc"]))
   far = disagreement(knn_labels(x[comp], y[comp], hp["topo_k_zeta"]), y[comp])
-  n = max(round(len(y) * hp["contamination"]) - (len(y) - len(comp)), 0)
+  n = max(int(hp["contamination"] * len(y)) - (len(y) - len(comp)), 0)
   keep = np.zeros(len(y), bool)
   keep[comp] = True
   keep[comp[np.argsort(-far, kind="stable")[:n]]] = False
@@ -140,6 +140,10 @@ def topo_filter(x, y, hp):
 
 FILTERS = {f.__name__: f for f in (knn_relabel, knn_filter, logreg_relabel, logreg_filter,
                                     topo_filter)}
+# The methods.* keys each filter reads: what its stage key holds.
+FILTER_KEYS = {"knn_relabel": ("knn_k",), "knn_filter": ("knn_k", "contamination"),
+               "logreg_relabel": ("logreg_l2",), "logreg_filter": ("logreg_l2", "contamination"),
+               "topo_filter": ("topo_k_cc", "topo_k_zeta", "contamination")}
 
 
 def label_quality(y_old, y_new, keep, truth) -> dict:
@@ -156,15 +160,17 @@ def label_quality(y_old, y_new, keep, truth) -> dict:
 
 
 # -------------------------------------------------------------------------------- ensembles
-def bag_rows(rows: np.ndarray, n: int, seed: int, data_seed: int) -> list[np.ndarray]:
-  """n bootstrap resamples (with replacement, as many rows as `rows`) of a seed's A."""
-  rng = np.random.default_rng([data_seed, 11, seed])
+def bag_rows(rows: np.ndarray, n: int, seed: int | None, data_seed: int) -> list[np.ndarray]:
+  """n bootstrap resamples (with replacement, as many rows as `rows`) of a seed's A (seed None:
+  one draw for every seed)."""
+  rng = np.random.default_rng([data_seed, 11] + ([] if seed is None else [seed]))
   return [rows[rng.integers(0, len(rows), len(rows))] for _ in range(n)]
 
 
 def token_sketch(ds, dims: int = 256) -> np.ndarray:
-  """Rows as L2-normalised hashed bag-of-token counts (a pair: both texts): what specialists
-  are routed by, known before any model runs."""
+  """Rows as L2-normalised bag-of-token counts folded into `dims` buckets (the multiplier is
+  odd, so for a power-of-2 `dims` a bucket is a permutation of id mod dims; id 0, the padding,
+  is not counted): what specialists are routed by, known before any model runs."""
   tok = ds.tokens.reshape(len(ds), -1).astype(np.int64)
   out = np.zeros((len(ds), dims))
   np.add.at(out, (np.repeat(np.arange(len(ds)), tok.shape[1]), (tok * 2654435761 % dims).ravel()),
@@ -268,7 +274,8 @@ class Methods:
     b, hp = self.b, self.hp
     keep = {k: hp[k] for k in (("target_acc",) if name == "target_acc" else ("quirk_share",))}
     ds = b.data.sets(seed)[split]
-    s = {"supervisor": name, "hp": keep, "data": b.data.keys(seed)[split], "seed": seed}
+    s = {"supervisor": name, "hp": keep, "data": b.data.keys(seed)[split], "seed": seed,
+         "num_classes": b.data.num_classes}
 
     def run():
       digest = int(hashlib.sha256(ds.key().encode()).hexdigest()[:8], 16)
@@ -284,7 +291,7 @@ class Methods:
     b, hp = self.b, self.hp
     strong = b.cfg.strong
     feats = b.features(strong, seed, "b")
-    used = {k: hp[k] for k in ("contamination", "knn_k", "logreg_l2", "topo_k_cc", "topo_k_zeta")}
+    used = {k: hp[k] for k in FILTER_KEYS[name]}
     s = {"filter": name, "hp": used, "labels": labels.key, "features": feats.key,
          "depth": b.model_cfg(strong).n_layers}
 
@@ -305,12 +312,14 @@ class Methods:
     b, hp, data = self.b, self.hp, self.b.data
     k, weak = hp["n_supervisors"], self.cfg.weak
     base = data.rows(seed)["a_train"]
+    # A seed draws its own members only where it draws its own split (seed_scope "split").
+    draw = seed if data.per_seed else None
     routes = {}
     if kind == "bagged":
-      member_rows = bag_rows(base, k, seed, data.data_seed)
+      member_rows = bag_rows(base, k, draw, data.data_seed)
     else:
       sets = data.sets(seed)
-      cent = kmeans(token_sketch(sets["a_train"]), k, seed)
+      cent = kmeans(token_sketch(sets["a_train"]), k, data.data_seed if draw is None else draw)
       near = route(token_sketch(sets["a_train"]), cent)
       member_rows = [base[near == j] for j in range(k)]
       routes = {split: route(token_sketch(sets[split]), cent) for split in splits}
@@ -322,7 +331,7 @@ class Methods:
                         f"below a batch ({self.cfg.train.batch_size}): use fewer supervisors")
     how = (lambda j: f"bootstrap resample {j} of {k} of a_train" if kind == "bagged" else
            f"token cluster {j} of {k} of a_train")  # noqa: E731
-    names = [data.derive(seed, f"a_train~{kind}{j}", r, how(j))
+    names = [data.derive(seed, f"a_train~{kind}{j}of{k}", r, how(j))
              for j, r in enumerate(member_rows)]
     members = [b.train(weak, seed, n, None, "xent", role="weak") for n in names]
     out = {}
@@ -354,16 +363,17 @@ class Methods:
     splits = ["b", "test"] + b.dev
     weak = b.cfg.weak
 
-    def student(labels, tag):
-      return b.train(b.cfg.strong, seed, "b_student", labels, m.loss, role="student", init=init,
+    def student(labels, tag, loss=m.loss):
+      return b.train(b.cfg.strong, seed, "b_student", labels, loss, role="student", init=init,
                      tag=tag)
     out, sources = [], [(None, weak_labels)]
     for name in m.supervisors:
       sup = {split: self.supervisor(name, seed, split) for split in splits}
       controlled = (supervisor_name(name, self.hp), sup)
       sources.append((controlled, sup["b"]))
-      out.append({"method": "", "labels": sup["b"], "student": student(sup["b"], name),
-                  "weak": controlled})
+      # its naive xent student: the reference its filters are paired against
+      out.append({"method": "", "labels": sup["b"], "student": student(sup["b"], name, "xent"),
+                  "weak": controlled, "loss": "xent"})
     for controlled, labels in sources:
       for name in m.filters:
         tag = controlled[0] if controlled else f"s{seed}"
@@ -384,14 +394,17 @@ def quality_lines(runs: list[dict]) -> list[str]:
   """The label filters' kept rows against the ground truth, mean over seeds, per (task,
   supervisor, filter): what a filter achieved before any student trained."""
   groups = {}
-  for r in runs:
+  for r in runs:  # a pool and recipe: one strong model, variant and gft setting, its seeds
     if r.get("label_quality"):
-      groups.setdefault((r["task"], r["weak"], r["method"]), []).append(r)
+      groups.setdefault((r["pool"], r.get("recipe")), []).append(r)
   if not groups:
     return []
   out = ["", "label filters on B (mean over seeds; precision: kept rows whose label is right; "
          "recall: rows the supervisor got right that are kept):"]
-  for (task, weak, method), rs in sorted(groups.items()):
+  for _, rs in sorted(groups.items()):
+    task, weak, method = rs[0]["task"], rs[0]["weak"], rs[0]["method"] + (
+        " +gft" if rs[0].get("gft") else "") + (
+        f" [{rs[0]['variant']}]" if rs[0].get("variant") else "")
     q = {k: np.mean([r["label_quality"][k] for r in rs]) for k in ("kept", "precision", "recall")}
     acc = np.mean([r["label_quality"]["weak_acc"] for r in rs])
     out.append(f"{task} {weak} [{method}] over {len(rs)} seeds: kept {q['kept']:.3f}, precision "

@@ -254,12 +254,16 @@ class Builder:
     sets = data.sets(seed)
     scored = {"test": (sets["test"], sets["test"].labels, None)}
     val = "a_val" if labels is None else "b_val"
+    kept = slice(None)
     if select:
-      weak = None if labels is None else store.arrays("predict", labels.key)["probs"][
-          data.in_b("b_val")]
-      scored["val"] = (sets[val], sets[val].labels, weak)
+      given = {} if labels is None else store.arrays("predict", labels.key)
+      if "keep" in given:  # a label filter's dropped rows select nothing either
+        kept = np.flatnonzero(given["keep"][data.in_b("b_val")])
+      weak = given["probs"][data.in_b("b_val")][kept] if given else None
+      ds = sets[val].take(np.arange(len(sets[val]))[kept])
+      scored["val"] = (ds, ds.labels, weak)
     if feats is not None:  # a probe: the features of the held-out rows and of test
-      x = {"val": self.probe_inputs(spec, feats, seed, val) if select else None,
+      x = {"val": self.probe_inputs(spec, feats, seed, val)[kept] if select else None,
            "test": self.probe_inputs(spec, test_feats)}
     t = self.cfg.train
 
@@ -339,7 +343,7 @@ class Builder:
               models.display_name(cfg.strong)]}
           if controlled:
             extra["weak_name"] = controlled[0]
-          self._add_row(seed, gft, cfg.methods.loss, controlled[1] if controlled else
+          self._add_row(seed, gft, m.get("loss", cfg.methods.loss), controlled[1] if controlled else
                         (cfg.weak, weak), ceiling, m["student"], m["labels"],
                         {"test": m["supervisor"]["test"]} if "supervisor" in m else None, extra)
 
