@@ -34,6 +34,8 @@ def main():
   p.add_argument("--lr", type=float, default=0, help="weak.lr (0: the config's)")
   p.add_argument("--workdir", default="/tmp/w2s_weak_pairs")
   a = p.parse_args()
+  if a.split == "dev" and not a.n_dev:
+    p.error("--split dev needs a development slice: --n_dev > 0")
   spec = importlib.util.spec_from_file_location(
       "rm", os.path.join(ROOT, "configs", "reward_model.py"))
   module = importlib.util.module_from_spec(spec)

@@ -23,7 +23,7 @@ from scipy import optimize
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from w2s_jax import metrics
+from w2s_jax import metrics, models
 from w2s_jax.errors import ConfigError
 from w2s_jax.graph import Output, Stage
 
@@ -71,15 +71,13 @@ def logreg_labels(x, y, l2: float) -> np.ndarray:
 
   def f(theta):
     w, b = theta[:d * c].reshape(d, c), theta[d * c:]
-    logits = x @ w + b
-    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    logp = metrics.log_softmax(x @ w + b)
     g = (np.exp(logp) - y) / n
     return (-(y * logp).sum() / n + l2 * (w * w).sum(),
             np.concatenate([(x.T @ g + 2 * l2 * w).ravel(), g.sum(0)]))
   theta = optimize.minimize(f, np.zeros(d * c + c), jac=True, method="L-BFGS-B",
                             options={"maxiter": 500}).x
-  logits = x @ theta[:d * c].reshape(d, c) + theta[d * c:]
-  return np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+  return np.exp(metrics.log_softmax(x @ theta[:d * c].reshape(d, c) + theta[d * c:]))
 
 
 def topo_component(x, y, k: int) -> np.ndarray:
@@ -210,8 +208,9 @@ def combine(probs: list[np.ndarray], how: str, routes: np.ndarray | None = None)
 ENSEMBLES = {
     "bagged": "`n_supervisors` weak models, each on a bootstrap resample of A; their labels "
               "merged by `combine` (mean or vote)",
-    "specialists": "`n_supervisors` weak models, each on one k-means cluster of A's hashed "
-                   "bags of tokens; a row is labelled by its nearest cluster's model",
+    "specialists": "`n_supervisors` weak models, each on one k-means cluster of A's bags of "
+                   "token ids (folded into 256 buckets); a row is labelled by its nearest "
+                   "cluster's model",
 }
 
 
@@ -258,16 +257,12 @@ def _scored(probs: np.ndarray, truth: np.ndarray, extra: dict | None = None) -> 
                 metrics={"acc": float(correct.mean()), "auroc": metrics.auroc(logits, truth)})
 
 
-def hp_of(cfg) -> dict:
-  return cfg.methods.to_dict()
-
-
 class Methods:
   """The method students of one config's seed, added to a classification Builder's graph."""
 
   def __init__(self, builder):
     self.b, self.cfg = builder, builder.cfg
-    self.hp = hp_of(self.cfg)
+    self.hp = self.cfg.methods.to_dict()
 
   def supervisor(self, name: str, seed: int, split: str) -> Stage:
     """A controlled supervisor's labels of a split (as a predict stage)."""
@@ -319,8 +314,9 @@ class Methods:
       member_rows = bag_rows(base, k, draw, data.data_seed)
     else:
       sets = data.sets(seed)
-      cent = kmeans(token_sketch(sets["a_train"]), k, data.data_seed if draw is None else draw)
-      near = route(token_sketch(sets["a_train"]), cent)
+      sketch = token_sketch(sets["a_train"])
+      cent = kmeans(sketch, k, data.data_seed if draw is None else draw)
+      near = route(sketch, cent)
       member_rows = [base[near == j] for j in range(k)]
       routes = {split: route(token_sketch(sets[split]), cent) for split in splits}
     small = [len(r) for r in member_rows if len(r) < self.cfg.train.batch_size]
@@ -381,7 +377,6 @@ class Methods:
         out.append({"method": name, "labels": kept, "student": student(
             kept, f"{controlled[0]}:{name}" if controlled else name),
                     "weak": controlled})
-    from w2s_jax import models  # noqa: PLC0415
     for kind in m.ensembles:
       ens = self.ensemble(kind, seed, splits)
       out.append({"method": kind, "labels": ens["b"], "student": student(ens["b"], kind),
@@ -390,24 +385,41 @@ class Methods:
     return out
 
 
-def quality_lines(runs: list[dict]) -> list[str]:
-  """The label filters' kept rows against the ground truth, mean over seeds, per (task,
-  supervisor, filter): what a filter achieved before any student trained."""
+def _by_recipe(runs: list[dict], has) -> list[tuple[str, list[dict]]]:
+  """(label, runs) per pool and recipe (one strong model, variant and gft setting: its seeds)
+  of the runs for which `has(run)`."""
   groups = {}
-  for r in runs:  # a pool and recipe: one strong model, variant and gft setting, its seeds
-    if r.get("label_quality"):
+  for r in runs:
+    if has(r):
       groups.setdefault((r["pool"], r.get("recipe")), []).append(r)
-  if not groups:
-    return []
-  out = ["", "label filters on B (mean over seeds; precision: kept rows whose label is right; "
-         "recall: rows the supervisor got right that are kept):"]
+  out = []
   for _, rs in sorted(groups.items()):
-    task, weak, method = rs[0]["task"], rs[0]["weak"], rs[0]["method"] + (
-        " +gft" if rs[0].get("gft") else "") + (
-        f" [{rs[0]['variant']}]" if rs[0].get("variant") else "")
-    q = {k: np.mean([r["label_quality"][k] for r in rs]) for k in ("kept", "precision", "recall")}
-    acc = np.mean([r["label_quality"]["weak_acc"] for r in rs])
-    out.append(f"{task} {weak} [{method}] over {len(rs)} seeds: kept {q['kept']:.3f}, precision "
-               f"{q['precision']:.3f} (the supervisor's labels of B: {acc:.3f}), recall "
-               f"{q['recall']:.3f}")
+    r = rs[0]
+    out.append((f"{r['task']} {r['weak']} [{r['method']}" + (" +gft" if r.get("gft") else "") +
+                (f" {r['variant']}" if r.get("variant") else "") + "]", rs))
+  return out
+
+
+def quality_lines(runs: list[dict]) -> list[str]:
+  """What a method made of the supervision before any student trained, mean over seeds: a
+  label filter's kept rows against the ground truth; an ensemble's test accuracy against the
+  single weak model's."""
+  out = []
+  filters = _by_recipe(runs, lambda r: r.get("label_quality"))
+  if filters:
+    out += ["", "label filters on B (mean over seeds; precision: kept rows whose label is right; "
+            "recall: rows the supervisor got right that are kept):"]
+  for name, rs in filters:
+    q = {k: np.mean([r["label_quality"][k] for r in rs])
+         for k in ("kept", "precision", "recall", "weak_acc")}
+    out.append(f"{name} over {len(rs)} seeds: kept {q['kept']:.3f}, precision "
+               f"{q['precision']:.3f} (the supervisor's labels of B: {q['weak_acc']:.3f}), "
+               f"recall {q['recall']:.3f}")
+  ensembles = _by_recipe(runs, lambda r: r.get("method") in ENSEMBLES)
+  if ensembles:
+    out += ["", "supervisor ensembles on test (mean over seeds):"]
+  for name, rs in ensembles:
+    out.append(f"{name} over {len(rs)} seeds: {rs[0]['supervisor']} "
+               f"{np.mean([r['supervisor_acc'] for r in rs]):.3f}, the single weak model "
+               f"{np.mean([r['weak_acc'] for r in rs]):.3f}")
   return out

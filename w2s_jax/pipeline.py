@@ -418,6 +418,7 @@ class Builder:
     out = []
     for seed, gft, loss, models_, preds, weak_labels, boot in self._rows:
       preds, boot = dict(preds), dict(boot)
+      learnt = store.metrics("predict", weak_labels.key)  # the labels the student learnt
       weak = boot.pop("weak_name", weak_name)  # a controlled supervisor's name
       sup = preds.pop("supervisor", None)
       logits = {r: store.arrays("predict", p["test"].key)["logits"] for r, p in preds.items()}
@@ -447,11 +448,10 @@ class Builder:
           "oracle": bool(cfg.early_stopping.enabled and cfg.early_stopping.oracle),
           "prior": float(max(np.mean(labels == c) for c in range(data.num_classes))),
           "zero_shot": zero,
-          "weak_label_acc": store.metrics("predict", weak_labels.key)["acc"],
+          "weak_label_acc": learnt["acc"],
           # A label filter's kept rows against the ground truth (methods.label_quality).
-          **({"label_quality": {k: v for k, v in store.metrics("predict", weak_labels.key).items()
-                                if k in ("kept", "precision", "recall", "changed", "weak_acc")}}
-             if "kept" in store.metrics("predict", weak_labels.key) else {}),
+          **({"label_quality": {k: learnt[k] for k in ("kept", "precision", "recall", "changed",
+                                                        "weak_acc")}} if "kept" in learnt else {}),
           "params": {"weak": models.param_count(self.model_cfg(cfg.weak)),
                      "strong": models.param_count(self.model_cfg(cfg.strong))},
           "eval_sets": {name.removeprefix("eval:"): {

@@ -25,7 +25,7 @@ SEED_SPLITS = ("a", "b", "a_train", "a_val", "a_strong", "b_strong", "b_student"
 
 def seeded_split(split: str) -> bool:
   """Whether a split is cut from the pool by the seed: SEED_SPLITS, bootstrapping's chunks of B
-  (b1, b2, ...) and the rows derived from a seed's split (`Data.derive`: "a_train~bagged0")."""
+  (b1, b2, ...) and the rows derived from a seed's split (`Data.derive`: "a_train~bagged0of4")."""
   return split in SEED_SPLITS or (split[:1] == "b" and split[1:].isdigit()) or "~" in split
 
 
