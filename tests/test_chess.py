@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from w2s_jax import config as config_lib, sharding, stages, train
+from w2s_jax import config as config_lib, experiment, sharding, stages, train
 from w2s_jax.chess import corpus, decode, encoding, ladder, puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tasks import DataError
@@ -563,7 +563,6 @@ def test_tiny_ladder_end_to_end(tmp_path):
 def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
   """The pretrained-LM path on tiny models: FEN prompts through a tokenizer, answers generated
   with the KV cache and parsed as moves; students train on the supervisors' generated text."""
-  from w2s_jax.chess import ladder  # noqa: PLC0415
   cfg = chess_config("tiny")
   cfg.chess.update(encoding="fen", answer_len=8, n_test=64, n_weak_train=128, n_transfer=128,
                    legal_loss=False, legal_mask=False, label_legal_mask=False,  # native only
@@ -575,7 +574,7 @@ def test_text_encoding_ladder_trains_generatively(chess_config, tmp_path):
   cfg.ladder = config_lib.ladder(config_lib.rung_spec("tiny-2", pretrain_steps=20),
                                 config_lib.rung_spec("tiny-2", pretrain_steps=40))
   config_lib.validate(cfg, jax.device_count())
-  rows = ladder.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   assert {r["method"] for r in rows} == {"naive", "bootstrap"} and rows[0]["n_test"] == 64
   store = stages.StageStore(str(tmp_path))
   student = json.loads((tmp_path / "stages" / f"train-{rows[0]['stage_keys']['student']}" /

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from w2s_jax import assets, config as config_lib
+from w2s_jax import config as config_lib, sweep
+from w2s_jax.assets import __main__ as assets_cli
 
 
 @pytest.mark.asset
@@ -18,7 +19,7 @@ def test_reproduce_variants_plan_every_pair_of_the_depth_ladder(nlp_config, tmp_
   3 tasks, every point valid, nothing run."""
   from w2s_jax import experiment  # noqa: PLC0415
   for variant, mode in (("reproduce", "probe"), ("reproduce_gpu", "full")):
-    configs = experiment.expand(nlp_config(variant))
+    configs = sweep.expand(nlp_config(variant))
     assert len(configs) == 30 and {c.strong.mode for c in configs} == {mode}
   _, graph, _ = experiment.plan(nlp_config("reproduce"), str(tmp_path))
   # 5 rungs x 3 tasks, each scored zero-shot once; one all-layers pass per split and task
@@ -31,12 +32,12 @@ PLANNED_ABOVE = {"nlp:reproduce"}
 
 
 @pytest.mark.asset
-@pytest.mark.parametrize("spec", [s for s in assets.every_variant()
+@pytest.mark.parametrize("spec", [s for s in assets_cli.every_variant()
                                   if s not in HUB_VARIANTS | PLANNED_ABOVE])
 def test_every_variant_without_the_hub_plans_from_an_empty_cache(spec, tmp_path, monkeypatch):
   """`--plan` fetches what the variant needs (W2S_CACHE is empty in CI) and builds its graph."""
   from w2s_jax import experiment  # noqa: PLC0415
-  cfg = assets.config_of(spec)
+  cfg = assets_cli.config_of(spec)
   with cfg.unlocked():
     if cfg.task.name in ("jsonl", "jsonl-pairs"):  # the user's file
       path = tmp_path / "rows.jsonl"

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, experiment, graph, report, stages
+from w2s_jax import config as config_lib, experiment, graph, report, results, stages, sweep
+from w2s_jax.settings import chess as chess_setting
 from w2s_jax.errors import ConfigError
 from w2s_jax.graph import Output, Stage
 
@@ -28,14 +29,14 @@ def _executed(workdir, cfg):
   todo = sum(not rt.store.done(s.kind, s.key) for s in g if s.kind == "train")
   stats = graph.execute(g, rt.store)
   rows = [r for b in builders for r in b.rows()]
-  report.write_results(str(workdir), rows, rt.store, samples=cfg.bootstrap_samples)
+  results.write_results(str(workdir), rows, rt.store, samples=cfg.bootstrap_samples)
   return todo, stats, rows
 
 
 @pytest.mark.slow
 def test_a_tiny_sweep_trains_each_model_once(tmp_path, nlp_config):
   cfg = _sweep(nlp_config)
-  configs = experiment.expand(cfg)
+  configs = sweep.expand(cfg)
   assert [(c.weak.size, c.strong.size) for c in configs] == [
       ("tiny-1", "tiny-llama-2"), ("tiny-1", "tiny-2"), ("tiny-llama-2", "tiny-2")]
   todo, stats, rows = _executed(tmp_path, cfg)
@@ -177,28 +178,28 @@ def test_rows_of_several_recipes_pool_apart_and_are_labelled(tmp_path):
            "config": {"train.lr": lr, "train.log_every": 10, "seeds": None}}
           for recipe, lr in (("r1", 1e-3), ("r2", 3e-4)) for seed in (0, 1)]
   rows.append({"id": "u|0|r3", "pool": "u", "recipe": "r3", "seed": 0, "config": {}})
-  report.label_variants(rows)
+  results.label_variants(rows)
   assert [r["variant"] for r in rows] == ["train.lr=0.001"] * 2 + ["train.lr=0.0003"] * 2 + [""]
   same = [dict(r, config={}) for r in rows[:4]]  # equal configs: other code or data
-  report.label_variants(same)
+  results.label_variants(same)
   assert {r["variant"] for r in same} == {"recipe r1", "recipe r2"}
   # A key the defaults gained after some rows were written labels nothing.
   newer = [dict(r, config={**r["config"], "seed_scope": "split"}) if r["recipe"] == "r2"
            else r for r in rows[:4]]
-  report.label_variants(newer)
+  results.label_variants(newer)
   assert [r["variant"] for r in newer] == ["train.lr=0.001"] * 2 + ["train.lr=0.0003"] * 2
   (tmp_path / "rows").mkdir()
   for i, r in enumerate(rows[:2] + [{"id": "old|0", "pool": "old", "seed": 0}]):
     (tmp_path / "rows" / f"{i}.json").write_text(json.dumps(r))
-  assert [r["id"] for r in report.load_rows(str(tmp_path))] == ["t|0|r1", "t|1|r1"]
+  assert [r["id"] for r in results.load_rows(str(tmp_path))] == ["t|0|r1", "t|1|r1"]
 
 
 def test_chess_zero_shot_lines_once_per_distinct_pretraining():
   run = lambda variant, acc: {"setting": "chess", "chance": 0.06, "variant": variant,  # noqa: E731
                               "zero_shot": {"M2": {"masked": acc, "unmasked": 0.01}}}
-  same = report.zero_shot_lines([run("train.lr=0.001", 0.25), run("train.lr=0.0003", 0.25)])
+  same = chess_setting.zero_shot_lines([run("train.lr=0.001", 0.25), run("train.lr=0.0003", 0.25)])
   assert same == ["zero-shot M2: masked 0.250, unmasked 0.010; a random legal move 0.060"]
-  apart = report.zero_shot_lines([run("chess.pretrain.seed=0", 0.25),
+  apart = chess_setting.zero_shot_lines([run("chess.pretrain.seed=0", 0.25),
                                   run("chess.pretrain.seed=1", 0.1)])
   assert apart[0].startswith("zero-shot M2 [chess.pretrain.seed=0]: masked 0.250")
   assert apart[1].startswith("zero-shot M2 [chess.pretrain.seed=1]: masked 0.100")
@@ -211,7 +212,7 @@ def test_a_grid_over_a_key_fixed_per_invocation_is_refused(key, values, nlp_conf
   cfg = nlp_config("tiny")
   cfg.sweep.grid = (("train.lr", (1e-3,)), (key, values))
   with pytest.raises(ConfigError, match=f"'sweep.grid': '{key}' cannot vary by grid point"):
-    experiment.expand(cfg)
+    sweep.expand(cfg)
 
 
 @pytest.mark.slow

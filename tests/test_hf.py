@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from w2s_jax import sharding, train
+from w2s_jax import experiment, sharding, train
 from w2s_jax.errors import CheckpointError
 from w2s_jax.models import hf as hf_lib, model_config
 
@@ -124,7 +124,7 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
   """A transformers-saved checkpoint as the strong model (`init=hf:FOLDER`, `size=auto`)."""
   import json  # noqa: PLC0415
 
-  from w2s_jax import config as config_lib, pipeline  # noqa: PLC0415
+  from w2s_jax import config as config_lib  # noqa: PLC0415
 
   hf_model("llama").save_pretrained(tmp_path / "ckpt")
   cfg = nlp_config("tiny")
@@ -132,7 +132,7 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 640, 256, 1.0
   cfg.losses = ("xent",)
   config_lib.validate(cfg, jax.device_count())
-  rows = pipeline.run(cfg, str(tmp_path / "work"))
+  rows = experiment.run(cfg, str(tmp_path / "work"))
   ceiling = json.loads((tmp_path / "work" / "stages" / f"train-{rows[0]['stage_keys']['ceiling']}"
                         / "spec.json").read_text())
   assert ceiling["model"]["init"] == f"hf:{tmp_path / 'ckpt'}"
@@ -148,13 +148,12 @@ def test_pipeline_fine_tunes_an_imported_checkpoint(tmp_path, nlp_config):
 def test_export_command_writes_a_trained_stage_that_transformers_runs(tmp_path, nlp_config):
   """`python -m w2s_jax.export` on a stage of a finished run: transformers reproduces our
   language-model logits, and the classifier head is saved beside."""
-  from w2s_jax import pipeline  # noqa: PLC0415
   from w2s_jax.export import export_stage  # noqa: PLC0415
   from w2s_jax.stages import StageStore  # noqa: PLC0415
 
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
-  rows = pipeline.run(cfg, str(tmp_path / "work"))
+  rows = experiment.run(cfg, str(tmp_path / "work"))
   key = rows[0]["stage_keys"]["ceiling"]
   mc = export_stage(str(tmp_path / "work" / "stages" / f"train-{key}"), str(tmp_path / "out"))
   tr = train.Trainer(mc, 2, sharding.make_mesh(1, 8, 1), sharding.DEFAULT_RULES)

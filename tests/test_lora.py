@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import loop, lora as lora_lib, sharding, train
+from w2s_jax import experiment, loop, lora as lora_lib, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -50,12 +50,12 @@ def test_merge_starts_at_the_base_and_matches_the_low_rank_product():
 def test_pipeline_with_a_lora_strong_model(tmp_path, nlp_config):
   import json  # noqa: PLC0415
 
-  from w2s_jax import config as config_lib, pipeline  # noqa: PLC0415
+  from w2s_jax import config as config_lib  # noqa: PLC0415
   cfg = nlp_config("tiny")
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs, cfg.losses = 640, 256, 1.0, ("xent",)
   cfg.strong.lora_rank = 4
   config_lib.validate(cfg, 8)
-  rows = pipeline.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   key = rows[0]["stage_keys"]["student"]
   spec = json.loads((tmp_path / "stages" / f"train-{key}" / "spec.json").read_text())
   assert spec["model"]["lora"] == [4, 16.0, ["wq", "wv"]]

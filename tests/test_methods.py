@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, methods, pipeline
+from w2s_jax import config as config_lib, experiment, methods
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.errors import ConfigError
 
@@ -141,7 +141,7 @@ def test_method_configs_are_checked(nlp_config):
 
 def test_every_method_runs_and_is_paired_against_naive_xent(tmp_path, nlp_config):
   c = nlp_config("methods_tiny")
-  rows = pipeline.run(c, str(tmp_path))
+  rows = experiment.run(c, str(tmp_path))
   res = json.loads((tmp_path / "results.json").read_text())
   by = {(r["weak"], r.get("method") or "", r["loss"]): r for r in rows}
   weak = rows[0]["weak"] if rows[0]["weak"] == "tiny-1" else "tiny-1"
@@ -178,7 +178,7 @@ def test_specialists_smaller_than_a_batch_are_refused_naming_the_key(tmp_path, n
   c.methods.update(filters=(), supervisors=(), ensembles=("specialists",), n_supervisors=16)
   c.train.batch_size = 64
   with pytest.raises(ConfigError, match="'methods.n_supervisors'.*below a batch"):
-    pipeline.run(c, str(tmp_path))
+    experiment.run(c, str(tmp_path))
 
 
 @pytest.mark.parametrize("scope", ["split", "batch_order"])

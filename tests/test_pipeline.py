@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, pipeline, replicates, runtime, stages
+from w2s_jax import config as config_lib, experiment, metrics, replicates, runtime, stages
 
 
 def _spec(tmp_path, kind, key):
@@ -24,7 +24,7 @@ def test_strong_models_train_on_the_first_n_strong_train_rows(tmp_path, nlp_conf
   cfg.strong.mode = mode
   cfg.seeds = (0, 1) if mode == "probe" else (0,)
   config_lib.validate(cfg, 8)
-  rows = pipeline.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   row = rows[0]
   data = _data(cfg, tmp_path)
   sets = data.sets(row["seed"])

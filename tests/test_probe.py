@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, loop, metrics, pipeline
+from w2s_jax import config as config_lib, experiment, loop, metrics
 
 @pytest.mark.slow
 def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
@@ -14,7 +14,7 @@ def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
   cfg.losses = ("xent", "logconf")
   cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
   config_lib.validate(cfg, 8)
-  rows = pipeline.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   stage_dirs = sorted(os.listdir(tmp_path / "stages"))
   features = {d.split("-", 1)[1] for d in stage_dirs if d.startswith("features")}
   assert len(features) == 2  # the strong body's forward pass over the pool (A and B) and test
@@ -26,7 +26,7 @@ def test_probe_students_share_one_forward_pass(tmp_path, nlp_config):
   assert {s["features"] for s in students} <= features and len(students) == 2
   # A new probe loss adds its train and test predict stages, and no forward pass.
   cfg.losses = ("xent", "logconf", "entropy")
-  pipeline.run(cfg, str(tmp_path))
+  experiment.run(cfg, str(tmp_path))
   added = set(os.listdir(tmp_path / "stages")) - set(stage_dirs)
   assert sorted(d.split("-")[0] for d in added) == ["predict", "train"]
 

@@ -6,8 +6,8 @@ import chess
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, metrics, paired, pipeline, report, replicates, \
-    runtime, stages, summary
+from w2s_jax import config as config_lib, experiment, metrics, paired, pipeline, report, \
+    replicates, runtime, stages, summary
 from w2s_jax.chess import puzzles
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
@@ -46,7 +46,7 @@ def test_replicate_seeds_train_their_own_weak_models_and_pool(tmp_path, nlp_conf
   cfg.losses, cfg.seeds = ("xent",), (0, 1)
   cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
   config_lib.validate(cfg, 8)
-  rows = pipeline.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   store = stages.StageStore(str(tmp_path))
   spec = lambda r, role: json.loads((tmp_path / "stages" / f"train-{r['stage_keys'][role]}" /  # noqa: E731
                                      "spec.json").read_text())
@@ -126,7 +126,7 @@ def test_permuting_the_test_labels_leaves_every_kept_step_unchanged(tmp_path, nl
   cfg.early_stopping.update(enabled=True, every=2, val_rows=48)
   cfg.curves_every = 2  # test is scored all along: it must not steer what is kept
   config_lib.validate(cfg, 8)
-  (row,) = pipeline.run(cfg, str(tmp_path / "a"))
+  (row,) = experiment.run(cfg, str(tmp_path / "a"))
   load = data_lib.load_splits
 
   def permuted(*args):
@@ -135,7 +135,7 @@ def test_permuting_the_test_labels_leaves_every_kept_step_unchanged(tmp_path, nl
     return s._replace(test=data_lib.Dataset(test.tokens, test.lengths,
                                             np.random.default_rng(0).permutation(test.labels)))
   monkeypatch.setattr(data_lib, "load_splits", permuted)
-  (other,) = pipeline.run(cfg, str(tmp_path / "b"))
+  (other,) = experiment.run(cfg, str(tmp_path / "b"))
   steps = lambda r, d: {role: stages.StageStore(str(tmp_path / d)).metrics(  # noqa: E731
       "train", k)["best_step"] for role, k in r["stage_keys"].items()}
   assert steps(row, "a") == steps(other, "b")
@@ -222,7 +222,7 @@ def test_a_pair_bootstraps_through_an_intermediate_model_on_chunks_of_b(tmp_path
   cfg.strong.mode, cfg.strong.lr = "probe", 1e-2
   cfg.bootstrap.via = ("tiny-2",)
   config_lib.validate(cfg, 8)
-  rows = pipeline.run(cfg, str(tmp_path))
+  rows = experiment.run(cfg, str(tmp_path))
   assert sorted((r["method"], r["seed"]) for r in rows) == [
       ("bootstrap", 0), ("bootstrap", 1), ("naive", 0), ("naive", 1)]
   spec = lambda kind, key: json.loads(  # noqa: E731

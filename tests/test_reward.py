@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import config as config_lib, graph, losses, pipeline, runtime, sharding, train
+from w2s_jax import config as config_lib, experiment, graph, losses, pipeline, runtime, sharding, \
+    train
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import model_config
@@ -136,7 +137,7 @@ def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_reward_model_end_to_end(rm_config, tmp_path):
-  rows = pipeline.run(rm_config, str(tmp_path))
+  rows = experiment.run(rm_config, str(tmp_path))
   assert {(r["loss"], r["gft"]) for r in rows} == {("xent", False), ("logconf", False),
                                                    ("xent", True), ("logconf", True)}
   by = {(r["loss"], r["gft"]): r for r in rows}

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, config as config_lib, loop, pipeline, replicates, report, runtime, \
-    sharding, stages, train
+from w2s_jax import checkpoint, config as config_lib, experiment, loop, replicates, report, \
+    runtime, sharding, stages, tables, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
@@ -74,7 +74,7 @@ def test_every_role_is_selected_alike_on_its_own_held_out_rows(tmp_path, nlp_con
   cfg.schedules.student.steps = 14
   cfg.early_stopping.update(enabled=True, every=7, val_rows=64)
   config_lib.validate(cfg, 8)
-  (row,) = pipeline.run(cfg, str(tmp_path))
+  (row,) = experiment.run(cfg, str(tmp_path))
   store = stages.StageStore(str(tmp_path))
   student = store.metrics("train", row["stage_keys"]["student"])
   ceiling = store.metrics("train", row["stage_keys"]["ceiling"])
@@ -104,11 +104,11 @@ def test_every_role_is_selected_alike_on_its_own_held_out_rows(tmp_path, nlp_con
       json.loads((tmp_path / "results.json").read_text()))
   # Selected on ground truth instead: an analysis, marked in the table (and the figures' labels).
   cfg.early_stopping.oracle = True
-  (oracle,) = pipeline.run(cfg, str(tmp_path))
+  (oracle,) = experiment.run(cfg, str(tmp_path))
   assert oracle["oracle"] is True and oracle["stage_keys"]["weak"] == row["stage_keys"]["weak"]
   assert store.metrics("train", oracle["stage_keys"]["student"])["best_step"] in (7, 14)
   table = report.tables(json.loads((tmp_path / "results.json").read_text()))
-  assert report.method_label(oracle) == "xent (oracle-selected)" != report.method_label(row)
+  assert tables.method_label(oracle) == "xent (oracle-selected)" != tables.method_label(row)
   assert "xent (oracle-selected)" in table
 
 
@@ -146,7 +146,7 @@ def test_a_depth_ladder_of_probes_on_one_checkpoint_shares_its_features(tmp_path
   for spec, k in ((cfg.weak, 1), (cfg.strong, 0)):
     spec.update(init=f"hf:{tmp_path / 'ckpt'}", size="auto", mode="probe", n_layers=k, lr=1e-2)
   config_lib.validate(cfg, 8)
-  (row,) = pipeline.run(cfg, str(tmp_path / "work"))
+  (row,) = experiment.run(cfg, str(tmp_path / "work"))
   kinds = [d.name.split("-")[0] for d in (tmp_path / "work" / "stages").iterdir()]
   assert kinds.count("features") == 2  # the pool (A and B) and test, once each for both depths
   assert row["weak"].endswith("@1L") and row["params"]["weak"] < row["params"]["strong"]

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import metrics, pipeline, report, sharding, train, zero_shot
+from w2s_jax import experiment, metrics, report, sharding, train, zero_shot
 from w2s_jax.data import dataset as data_lib, tasks
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import hf as hf_lib, model_config
@@ -89,7 +89,7 @@ def test_rows_carry_each_pretrained_models_zero_shot_score(tmp_path, nlp_config)
   cfg.task.n_train, cfg.task.n_test, cfg.train.epochs = 256, 128, 1.0
   cfg.losses, cfg.seeds = ("xent",), (0, 1)
   cfg.strong.update(init=f"hf:{folder}", size="auto", mode="probe")
-  rows = pipeline.run(cfg, str(tmp_path / "w"))
+  rows = experiment.run(cfg, str(tmp_path / "w"))
   z = rows[0]["zero_shot"]
   assert z["tiny-1"] == {"why": "trained from scratch"}
   (score,) = [v for k, v in z.items() if k != "tiny-1"]

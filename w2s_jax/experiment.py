@@ -1,82 +1,25 @@
 """One invocation: a config (or the grid its `sweep` declares) -> one stage graph -> results.
 
-  configs = expand(cfg)          the sweep's grid, one config per point (or just cfg)
+  configs = sweep.expand(cfg)    the sweep's grid, one config per point (or just cfg)
   graph   = union of every config's graph (a stage with the same key is added once)
   --plan  prints the graph and exits; otherwise `graph.execute` runs what is not cached
   results every row appended to WORKDIR/results.json by id; pooled figures over the whole workdir
 """
-import itertools
 import logging
 
 import jax
 from etils import epath
 
 from w2s_jax import assets, config as config_lib, distributed, graph as graph_lib, models, \
-    report, runtime
+    report, results as results_lib, runtime, settings, sweep
 from w2s_jax.errors import ConfigError, WorkdirError
 
 log = logging.getLogger("w2s_jax")
 
 
-# Keys one invocation fixes for all its grid points: every point runs on the first point's
-# mesh and rules, and `seeds` and `sweep` are the grid's own axes.
-PER_INVOCATION = ("mesh", "rules", "experiment", "seeds", "sweep")
-
-
-def _set(cfg, dotted: str, value) -> None:
-  node, *path = cfg, *dotted.split(".")
-  for part in path[:-1]:
-    if part not in node:
-      raise ConfigError(f"config key 'sweep.grid': unknown key {dotted!r}")
-    node = node[part]
-  if path[-1] not in node:
-    raise ConfigError(f"config key 'sweep.grid': unknown key {dotted!r}")
-  node[path[-1]] = value
-
-
-def expand(cfg) -> list:
-  """The configs of cfg's sweep: every pair i < j of `sweep.models` (weak i, strong j; the
-  templates cfg.weak and cfg.strong give the other model settings) times every point of
-  `sweep.grid` (("dotted.key", (values...)), ...). Without a sweep: [cfg]."""
-  sw = cfg.sweep
-  pairs = list(itertools.combinations(sw.models, 2)) or [None]
-  grid = [(k, tuple(v)) for k, v in sw.grid]
-  for k, values in grid:
-    if not values:
-      raise ConfigError(f"config key 'sweep.grid': no values for {k!r}")
-    if k.split(".")[0] in PER_INVOCATION:
-      raise ConfigError(f"config key 'sweep.grid': {k!r} cannot vary by grid point (one "
-                        "invocation has one mesh, sharding rules, experiment and seeds): "
-                        "run one invocation per value")
-  out = []
-  for pair in pairs:
-    for point in itertools.product(*(v for _, v in grid)):
-      c = cfg.copy_and_resolve_references()
-      with c.unlocked():
-        c.sweep.models, c.sweep.grid = (), ()
-        if pair:
-          try:
-            c.weak, c.strong = (config_lib.model_entry(cfg.weak, pair[0]),
-                                config_lib.model_entry(cfg.strong, pair[1]))
-          except ConfigError as e:
-            raise ConfigError(f"config key 'sweep.models': {e}") from None
-        for (k, _), value in zip(grid, point):
-          _set(c, k, value)
-      out.append(c)
-  return out
-
-
-def _builder(cfg):
-  if cfg.experiment == "chess":
-    from w2s_jax.chess import ladder  # noqa: PLC0415  (python-chess only when needed)
-    return ladder.build
-  from w2s_jax import pipeline  # noqa: PLC0415
-  return pipeline.build
-
-
 def plan(cfg, workdir: str):
   """(runtime, graph, builders) of cfg and its sweep, without running anything."""
-  configs = expand(cfg)
+  configs = sweep.expand(cfg)
   for i, c in enumerate(configs):
     try:
       config_lib.validate(c, jax.device_count())
@@ -93,7 +36,7 @@ def plan(cfg, workdir: str):
   except OSError as e:  # the stage folder cannot be made
     raise WorkdirError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
   graph = graph_lib.Graph()
-  builders = [_builder(c)(c, rt, graph) for c in configs]
+  builders = [settings.get(c.experiment).build(c, rt, graph) for c in configs]
   log.info("plan: %d configs, %d stages (%s)", len(configs), len(graph), graph.counts())
   return rt, graph, builders
 
@@ -138,7 +81,7 @@ def run(cfg, workdir: str, plan_only: bool = False, only=()) -> list[dict]:
     return []
   rows = [row for b in builders for row in b.rows()]
   if distributed.is_main():
-    results = report.write_results(workdir, rows, rt.store,
+    results = results_lib.write_results(workdir, rows, rt.store,
                                    samples=cfg.bootstrap_samples)
     log.info("results: %s/results.json (%d rows in the workdir); stages run %s, %d cached; "
              "%d programs compiled", workdir, len(results["runs"]), stats["ran"],

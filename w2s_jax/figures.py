@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from etils import epath  # noqa: E402
 
 from w2s_jax.paired import method_of  # noqa: E402
-from w2s_jax.report import method_label  # noqa: E402
+from w2s_jax.tables import method_label  # noqa: E402
 
 
 def _method(p: dict) -> str:
@@ -222,18 +222,9 @@ def curves_figure(runs: list[dict], store, out: epath.Path):
   return _save(fig, out / "curves.png", 100)
 
 
-def draw_all(results: dict, store, workdir: str) -> list:
-  out = epath.Path(workdir)
-  pool, runs = results.get("pooled", []), results["runs"]
-  cls = [p for p in pool if p.get("setting") == "classification"]
-  chess = [p for p in pool if p.get("setting") == "chess"]
-  paths = []
-  if cls:
-    paths += accuracy_figures(cls, out)
-  if pool:
-    paths.append(pgr_figure(pool, out))
-  if chess:
-    paths.append(chess_figure(chess, out))
+def shared_figures(pool: list, runs: list, store, out: epath.Path) -> list:
+  """The figures of every setting's rows: PGR against the gap, the curves, misfit."""
+  paths = [pgr_figure(pool, out)] if pool else []
   if runs:
     paths.append(curves_figure(runs, store, out))
   if any(r.get("misfit_gain") for r in runs):

@@ -7,10 +7,12 @@ Local paths only for the lock; other paths (gs://) fall back to a plain write, w
 stores make atomic per object.
 """
 import contextlib
+import math
 import fcntl
 import os
 import tempfile
 
+import numpy as np
 from etils import epath
 
 
@@ -48,3 +50,16 @@ def locked(path):
       yield
     finally:
       fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def json_safe(x):
+  """JSON has no NaN: write null."""
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  if isinstance(x, dict):
+    return {k: json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [json_safe(v) for v in x]
+  if isinstance(x, np.generic):
+    return json_safe(x.item())
+  return x

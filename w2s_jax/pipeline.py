@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from w2s_jax import config as config_lib, graph as graph_lib, loop, metrics, models, report, \
+from w2s_jax import graph as graph_lib, loop, metrics, models, options, results, \
     runtime as rt_lib, train
 from w2s_jax import methods as methods_lib, zero_shot as zs_lib
 from w2s_jax.data import dataset as data_lib
@@ -374,7 +374,7 @@ class Builder:
     if not cfg.bootstrap.via:
       return [("", self.train(cfg.strong, seed, "b_student", weak_labels, loss,
                               role="student", init=init), [], None)]
-    via = [config_lib.model_entry(cfg.strong, e) for e in cfg.bootstrap.via]
+    via = [options.model_entry(cfg.strong, e) for e in cfg.bootstrap.via]
     labels, chain = weak_labels, [models.display_name(cfg.weak)]
     for t, spec in enumerate(via):  # each model learns its predecessor's labels of its chunk
       mid = self.train(spec, seed, f"b{t + 1}", labels, loss, role="student")
@@ -437,7 +437,7 @@ class Builder:
       group = [cfg.task.name, data.shared_keys["test"], weak, strong_name, loss] + (
           ["gft"] if gft else []) + ([boot["method"]] if boot.get("method") else [])
       out.append({
-          **report.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
+          **results.row_identity(group, seed, [p["test"] for p in preds.values()], cfg),
           "setting": "classification",
           "task": cfg.task.name, "data_key": data.shared_keys["test"], "weak": weak,
           "strong": strong_name, "supervisor": boot["chain"][-2] if boot else weak,
@@ -480,9 +480,3 @@ def build(cfg, rt, graph) -> Builder:
   b = Builder(cfg, rt, graph)
   b.build()
   return b
-
-
-def run(cfg, workdir: str) -> list[dict]:
-  """One config (and its sweep) run end to end; returns its result rows."""
-  from w2s_jax import experiment  # noqa: PLC0415
-  return experiment.run(cfg, workdir)

@@ -11,7 +11,7 @@ import os
 
 import jax
 
-from w2s_jax import distributed, models, report, sharding, stages, train
+from w2s_jax import distributed, models, sharding, stages, train, writer
 from w2s_jax.errors import ConfigError
 
 log = logging.getLogger("w2s_jax")
@@ -75,7 +75,7 @@ class Runtime:
     self.mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     self.rules = sharding.check_rules(cfg.rules)
     self.store = stages.StageStore(workdir)
-    self.writer = report.MetricWriter(workdir, cfg.tensorboard) if distributed.is_main() \
+    self.writer = writer.MetricWriter(workdir, cfg.tensorboard) if distributed.is_main() \
         else None
     self._trainers, self._memo, self._params = {}, {}, {}
 

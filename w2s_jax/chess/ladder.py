@@ -23,8 +23,7 @@ import logging
 
 import numpy as np
 
-from w2s_jax import config as config_lib, loop, metrics, models, report, runtime as rt_lib, \
-    train
+from w2s_jax import loop, metrics, models, options, results, runtime as rt_lib, train
 from w2s_jax.chess import corpus as corpus_lib, decode, encoding, puzzles
 from w2s_jax.graph import Output, Stage
 
@@ -105,7 +104,7 @@ class Puzzles:
 class Builder:
   def __init__(self, cfg, rt, graph):
     self.cfg, self.rt, self.graph, ch = cfg, rt, graph, cfg.chess
-    self.rungs = config_lib.ladder_rungs(cfg)
+    self.rungs = options.ladder_rungs(cfg)
     key = ("chess", ch.to_json(), cfg.tokenizer, cfg.max_len, tuple(cfg.train.buckets),
            len(self.rungs), cfg.seed_scope)
     self.pz = rt.memo(key, lambda: Puzzles(cfg, len(self.rungs)))
@@ -343,7 +342,7 @@ class Builder:
                f"mask={ch.legal_mask}", f"labels_mask={ch.label_legal_mask}",
                *(["legal_loss"] if ch.legal_loss else [])]
       out.append({
-          **report.row_identity(group, seed, [p["test"] for p in preds.values()], self.cfg),
+          **results.row_identity(group, seed, [p["test"] for p in preds.values()], self.cfg),
           "setting": "chess", "task": "chess", "data_key": test["keys"]["test"], "rung": k + 1,
           "weak": names[0], "strong": names[k], "chain": [names[j] for j in chain],
           "supervisor": names[chain[-2]], "seed_scope": self.cfg.seed_scope,
@@ -384,11 +383,6 @@ def build(cfg, rt, graph) -> Builder:
   b = Builder(cfg, rt, graph)
   b.build()
   return b
-
-
-def run(cfg, workdir: str) -> list[dict]:
-  from w2s_jax import experiment  # noqa: PLC0415
-  return experiment.run(cfg, workdir)
 
 
 def random_legal_accuracy(positions) -> float:

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from w2s_jax.data import chat
-from w2s_jax.data.tasks import DataError, Task, read_jsonl, register
+from w2s_jax.data.tasks import DataError, Task, preference_pair, read_jsonl, register, row_rng
 
 BINARY = ("false", "true")
 
@@ -45,10 +45,6 @@ def hub_loader(path, name=None, train="train", test="validation", keep=None):
   return load
 
 
-def _rng(row, cfg):
-  return np.random.default_rng([cfg.format_seed, zlib.crc32(row.get("_where", "").encode())])
-
-
 def _get(row, *keys):
   try:
     for k in keys:
@@ -64,7 +60,7 @@ def choice_pair(row, cfg, prompt, answers, correct):
   if not 0 <= correct < len(answers) or len(answers) < 2:
     raise DataError(f"{row.get('_where', '?')}: correct answer {correct} not among "
                     f"{len(answers)} choices")
-  rng = _rng(row, cfg)
+  rng = row_rng(row, cfg)
   label = int(rng.random() < 0.5)
   wrong = [a for i, a in enumerate(answers) if i != correct]
   answer = answers[correct] if label else wrong[int(rng.integers(len(wrong)))]
@@ -211,13 +207,6 @@ def answer_pair(row, cfg, prompt: str, right: str, wrong: list):
   rng = np.random.default_rng([cfg.format_seed, zlib.crc32(row["_where"].encode()), 1])
   other = wrong[int(rng.integers(len(wrong)))]
   return preference_pair(row, cfg, f"{prompt}\nAnswer: {right}", f"{prompt}\nAnswer: {other}")
-
-
-def preference_pair(row, cfg, chosen: str, rejected: str):
-  """PAIRWISE: (chosen, rejected) in a random order (a function of the row and
-  task.format_seed: position carries no label); label 1 when the first is preferred."""
-  first_chosen = int(_rng(row, cfg).random() < 0.5)
-  return ((chosen, rejected) if first_chosen else (rejected, chosen)), first_chosen
 
 
 def _chat_template(cfg):

