@@ -26,7 +26,9 @@ setup(
     ],
     extras_require={
         # torch 2.13.0 is the CPU build these machines carry; transformers is the parity reference.
+        # efficientnet-lite-pytorch: the reference of the EfficientNet-Lite backbone's parity test.
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6",
+                 "efficientnet-lite-pytorch==0.1.0",
                  "tensorflow-datasets>=4.9.10", "array-record>=0.5", "tensorboardX>=2.6"],
         # TensorBoard event files of every stage (config `tensorboard`); W&B runs when
         # WANDB_PROJECT is set and wandb is installed.

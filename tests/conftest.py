@@ -1,5 +1,7 @@
 """Eight fake CPU devices for every test, set before jax is imported."""
 import os
+import subprocess
+import sys
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
@@ -37,6 +39,22 @@ def asset_reads_are_marked(request, monkeypatch, tmp_path_factory):
     return out
   monkeypatch.setattr(assets, "folder", guarded)
   yield
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args, check: bool = False, timeout: int = 900, **env):
+  """`python -m w2s_jax.main ARGS` in the repository root, its output captured; `env` entries
+  are added to the environment (None removes one). With `check`, a failure shows its output."""
+  full = dict(os.environ, PYTHONPATH=ROOT)
+  for k, v in env.items():
+    full.pop(k, None) if v is None else full.__setitem__(k, v)
+  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout, env=full)
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+  return proc
 
 
 def task_cfg(name: str = "", **kw):

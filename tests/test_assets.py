@@ -5,15 +5,13 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 
 import chess
 import pytest
 
-from tests.conftest import task_cfg
+from tests.conftest import run_main, task_cfg
 from w2s_jax import assets, fetch
 from w2s_jax.assets import __main__ as assets_cli
 from w2s_jax.chess import puzzles
@@ -118,12 +116,9 @@ def test_an_unreachable_registry_names_what_was_tried(tmp_path, monkeypatch):
 
 
 def test_a_missing_asset_stops_main_before_any_stage(tmp_path):
-  env = dict(os.environ, W2S_CACHE=str(tmp_path / "cache"), W2S_ASSET_DIR=str(tmp_path))
-  env.pop("W2S_BIGBENCH_SDIST", None)
-  out = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",
-                        f"--workdir={tmp_path / 'w'}", "--config.task.name=bigbench-strategyqa"],
-                       capture_output=True, text=True, env=env,
-                       cwd=os.path.dirname(os.path.dirname(__file__)))
+  out = run_main("--config=configs/nlp.py:tiny", f"--workdir={tmp_path / 'w'}",
+                 "--config.task.name=bigbench-strategyqa", W2S_CACHE=str(tmp_path / "cache"),
+                 W2S_ASSET_DIR=str(tmp_path), W2S_BIGBENCH_SDIST=None)
   assert out.returncode == 1
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith("asset error: asset 'bigbench'") and "Traceback" not in out.stderr

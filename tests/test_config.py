@@ -27,7 +27,7 @@ def test_reproduce_variants_plan_every_pair_of_the_depth_ladder(nlp_config, tmp_
 
 
 HUB_VARIANTS = {"nlp:pod_gpt2", "nlp:pod_qwen", "nlp:sweep_gpt2", "reward_model:pod",
-                "chess_bootstrap:pod"}
+                "chess_bootstrap:pod", "vision:pod"}
 PLANNED_ABOVE = {"nlp:reproduce"}
 
 
@@ -45,6 +45,13 @@ def test_every_variant_without_the_hub_plans_from_an_empty_cache(spec, tmp_path,
           cfg.task.name == "jsonl-pairs") else (lambda i: {"text": f"a b {i}", "label": i % 2})
       path.write_text("".join(json.dumps(row(i)) + "\n" for i in range(40)))
       cfg.task.train_file = str(path)
+    if cfg.experiment == "vision" and cfg.vision.source.startswith("folder:"):  # the user's
+      from PIL import Image  # noqa: PLC0415
+      for c in ("a", "b"):
+        (tmp_path / "images" / c).mkdir(parents=True)
+        for i in range(20):
+          Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "images" / c / f"{i}.png")
+      cfg.vision.update(source=f"folder:{tmp_path / 'images'}", n_test=10)
   assert len(experiment.plan(cfg, str(tmp_path / "w"))[1]) > 0
 
 

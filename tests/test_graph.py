@@ -12,6 +12,7 @@ from w2s_jax import config as config_lib, experiment, graph, report, results, st
 from w2s_jax.settings import chess as chess_setting
 from w2s_jax.errors import ConfigError
 from w2s_jax.graph import Output, Stage
+from tests.conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -234,8 +235,6 @@ def test_a_grid_over_the_learning_rate_keeps_each_point(tmp_path, nlp_config):
 
 
 def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",
-                         "--workdir=/proc/w2s_cannot_write_here"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
+  proc = run_main("--config=configs/nlp.py:tiny", "--workdir=/proc/w2s_cannot_write_here")
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines()[-1].startswith("workdir error: --workdir=/proc/")

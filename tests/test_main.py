@@ -1,10 +1,9 @@
 """`python -m w2s_jax.main` end to end, as a researcher runs it (8 fake CPU devices)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from tests.conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("weak_acc", "ceiling_acc", "student_acc", "pgr", "weak_auroc", "ceiling_auroc",
@@ -12,12 +11,7 @@ FIELDS = ("weak_acc", "ceiling_acc", "student_acc", "pgr", "weak_auroc", "ceilin
 
 
 def main(*args, check=True):
-  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=900,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
-  if check and proc.returncode:
-    raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-  return proc
+  return run_main(*args, check=check)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from w2s_jax import checkpoint, loop, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
+from tests.conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,12 +100,6 @@ def test_fsdp_holds_one_eighth_of_params_and_optimizer_state_per_device(setup):
     assert max(per_device) < 1.1 * total / 8, (part, per_device, total)
 
 
-def run_main(*args):
-  return subprocess.run([sys.executable, "-m", "w2s_jax.main", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
-
-
 def test_dry_run_prints_memory_per_device_without_training():
   proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--fake_devices=4",
                   "--config.strong.size=gpt2", "--config.mesh.fsdp=4")
@@ -142,10 +135,8 @@ def test_roofline_takes_the_slowest_of_compute_hbm_and_ici():
 
 def test_dry_run_compiles_the_tiny_variant_for_a_tpu_slice_when_libtpu_is_installed():
   pytest.importorskip("libtpu")  # the [tpu] extra: TPU slices described on a CPU
-  proc = subprocess.run([sys.executable, "-m", "w2s_jax.main", "--config=configs/nlp.py:tiny",
-                         "--dry_run", "--topology=v5e:2x2"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=600,
-                        env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"))
+  proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--topology=v5e:2x2",
+                  JAX_PLATFORMS="cpu")
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = dict(line.split("  ", 1) for line in proc.stdout.splitlines() if "  " in line)
   assert "v5e:2x2" in lines["devices"] and "'fsdp': 4" in lines["devices"]

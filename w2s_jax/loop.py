@@ -102,6 +102,25 @@ OBJECTIVES = {  # objective -> (targets' rank, integer targets)
 }
 
 
+def train_program(trainer: Trainer, tcfg, *, objective: str, loss_name: str, loss_hp: dict,
+                  seed: int = 0, legal: bool = False):
+  """(step_fn, init_fn, batch_shardings): the train program `fit` runs for these choices, the
+  one the dry run compiles. Stages of one model with the same optimizer and loss share it (a
+  ceiling and a student, two seeds, other learning rates and lengths: those are run-time
+  values, schedule_values), built and compiled once per process. `loss_hp`: resolved
+  (resolve_hp)."""
+  accum = tcfg.batch_size // (tcfg.micro_batch_size or tcfg.batch_size)
+  micro = tcfg.batch_size // accum
+  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "grad_clip")
+  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), accum, micro,
+             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None, legal)
+  if program not in trainer.programs:
+    trainer.programs[program] = trainer.make_train_step(
+        unit_optimizer(tcfg), tcfg.schedule, losses.get(loss_name), loss_hp, None, seed,
+        targets=objective, legal=legal)
+  return trainer.programs[program]
+
+
 def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarray, *,
         objective: str, loss_name: str, loss_hp: dict, tcfg, lr: float, seed: int, writer=None,
         label: str = "", ckpt_dir: str = "", stop_after: int = 0, steps: int = 0,
@@ -129,20 +148,12 @@ def fit(trainer: Trainer, params: dict, ds: data_lib.Dataset, targets: np.ndarra
   if targets.ndim != rank or bool(np.issubdtype(targets.dtype, np.integer)) != integer:
     raise ValueError(f"{label}: objective {objective!r} takes {'integer' if integer else 'float'}"
                      f" targets of rank {rank}, got {targets.dtype} {targets.shape}")
-  # Stages of one model with the same optimizer and loss share their programs (a ceiling and a
-  # student, two seeds, other learning rates and lengths: those are run-time values):
-  # built and compiled once per process.
-  opt_keys = ("optimizer", "b1", "b2", "eps", "weight_decay", "schedule", "grad_clip")
-  program = (objective, loss_name, json.dumps(loss_hp, sort_keys=True), accum, micro,
-             tuple(tcfg[k] for k in opt_keys), seed if trainer.lora else None, legal is not None)
   if legal is not None and legal.shape != (len(ds), (trainer.classes + 7) // 8):
     raise ValueError(f"{label}: legal bit sets {legal.shape}, want ({len(ds)}, "
                      f"{(trainer.classes + 7) // 8})")
-  if program not in trainer.programs:
-    trainer.programs[program] = trainer.make_train_step(
-        unit_optimizer(tcfg), tcfg.schedule, losses.get(loss_name), loss_hp, None, seed,
-        targets=objective, legal=legal is not None)
-  step_fn, init_fn, batch_shardings = trainer.programs[program]
+  step_fn, init_fn, batch_shardings = train_program(
+      trainer, tcfg, objective=objective, loss_name=loss_name, loss_hp=loss_hp, seed=seed,
+      legal=legal is not None)
   values = jax.device_put(schedule_values(tcfg, lr, total), trainer.replicated)
   rows = sharding.local_rows(batch_shardings["lengths"], (accum, micro), 1)
   state = init_fn(params)

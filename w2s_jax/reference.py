@@ -8,7 +8,9 @@ fails when docs/reference.md differs from this module's output, naming the comma
 """
 import inspect
 
-from w2s_jax import assets, config as config_lib, losses, methods
+import ml_collections
+
+from w2s_jax import assets, config as config_lib, losses, methods, settings
 from w2s_jax.data import tasks as tasks_lib
 from w2s_jax.data.tokenizers import ByteTokenizer
 from w2s_jax.models import SIZES, model_config, param_count
@@ -134,12 +136,19 @@ def flatten(node, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def config_table() -> list[str]:
-  """Every leaf of defaults(); the ladder (empty by default) as the keys of one rung."""
+  """Every leaf of defaults(), with the setting that owns it (shared: every setting); the
+  ladder (empty by default) as the keys of one rung."""
+  owner = {}
+  for setting in settings.SETTINGS:
+    own = ml_collections.ConfigDict()
+    settings.get(setting).defaults(own)
+    owner.update(dict.fromkeys(own.keys(), setting))
   rows = [(name, _cell(value)) for name, value in flatten(config_lib.defaults())]
   rung = [(name, "(required: `rung_spec(size)`)" if name.endswith(".size") else _cell(value))
           for name, value in flatten(config_lib.rung_spec("SIZE"), "ladder.mK.")]
   rows = sorted(rows + rung)
-  return _table(["config key", "default"], [[f"`{k}`", v] for k, v in rows])
+  return _table(["config key", "setting", "default"],
+                [[f"`{k}`", owner.get(k.split(".")[0], "shared"), v] for k, v in rows])
 
 
 # ------------------------------------------------------------------------------------- page
@@ -184,9 +193,11 @@ def render() -> str:
       "## Config keys",
       "",
       "Every key of `w2s_jax.config.defaults()` with its default; config files change some, "
-      "`--config.KEY=VALUE` overrides any. The comments beside each key in "
-      "w2s_jax/config.py say what it does. `ladder.mK` stands for each rung m1..mn of a "
-      "chess ladder.",
+      "`--config.KEY=VALUE` overrides any. Shared keys are declared in w2s_jax/config.py, a "
+      "setting's own in w2s_jax/settings/SETTING.py, with a comment beside each that says "
+      "what it does; a run validates the shared keys and its own setting's, and refuses "
+      "another setting's key changed from its default. `ladder.mK` stands for each rung "
+      "m1..mn of a chess ladder.",
       "",
       *config_table(),
   ]

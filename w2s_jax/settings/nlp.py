@@ -172,6 +172,30 @@ def build(cfg, rt, graph):
   return pipeline.build(cfg, rt, graph)
 
 
+def program(cfg, mesh):
+  """The dry run's program: the strong model's train step as `loop.fit` runs it (soft targets,
+  the first student loss), or its features forward when it is probed. Shapes from the size
+  table or the checkpoint's config.json; nothing is fetched."""
+  from w2s_jax import dry_run, models, sharding, train  # noqa: PLC0415
+  from w2s_jax.data import dataset as data_lib  # noqa: PLC0415
+  from w2s_jax.data.tokenizers import ByteTokenizer  # noqa: PLC0415
+  spec, t = cfg.strong, cfg.train
+  vocab = ByteTokenizer.vocab_size if cfg.tokenizer == "byte" else 50257
+  mc = models.from_spec(spec, vocab, fetch=False)
+  task = tasks.get(cfg.task.name)
+  pairwise = task.kind == "pairwise"
+  classes = 2 if pairwise else cfg.num_classes or len(task.labels(cfg.task))
+  lora = (spec.lora_rank, spec.lora_alpha, tuple(spec.lora_targets)) if spec.lora_rank else None
+  tr = train.Trainer(mc, classes, mesh, sharding.check_rules(cfg.rules), dtype=t.dtype,
+                     remat=spec.remat, attention=t.attention, lora=lora, pairwise=pairwise)
+  length = data_lib.bucket_length(cfg.max_len, t.buckets)
+  name = models.display_name(spec)
+  if spec.mode == "probe":
+    return dry_run.transformer_features(cfg, tr, name=name, length=length)
+  return dry_run.transformer_train(cfg, tr, name=name, remat=spec.remat, remat_key="strong.remat",
+                                   objective="soft", loss_name=cfg.losses[0], length=length)
+
+
 def tables(runs: list, pool: list, baselines: list) -> list:
   from w2s_jax import methods, tables as tables_lib  # noqa: PLC0415
   quality = methods.quality_lines(runs)  # the label filters' precision, the ensembles' scores
