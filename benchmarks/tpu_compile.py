@@ -4,10 +4,11 @@ pip install -e '.[tpu]'):
   JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py
   JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py --slices v5e:4x4 --variants gemma-2-9b
 
-Each cell is one `python -m w2s_jax.main --dry_run --topology=SLICE` of a variant's strong model
-(no Hub checkpoint is fetched: shapes come from the size table; a gguf: init reads its
-pinned package file, fetched once into the asset cache): memory per chip from the compiler,
-the model's FLOPs per step, and from them the roofline step time and MFU bound
+Each cell is one `python -m w2s_jax.main --dry_run --topology=SLICE` of a variant: the program
+its setting declares (the strong model's train step as `loop.fit` runs it, or a frozen
+backbone's forward), no Hub checkpoint fetched (shapes come from the size tables; a gguf: init
+reads its pinned package file, fetched once into the asset cache): memory per chip from the
+compiler, the model's FLOPs per step, and from them the roofline step time and MFU bound
 (dry_run.roofline). A cell that does not fit prints the change that would (dry_run.what_fits).
 """
 import argparse
@@ -19,8 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (config, overrides). The chess ladder's program (move scores over squares) and the
-# reward model's (pairs) are not what the dry run compiles yet: left out.
+# name -> (config, overrides).
 VARIANTS = {
     "gpt2-xl (nlp:sweep_gpt2)": ("configs/nlp.py:sweep_gpt2", []),
     "qwen2.5-7b (nlp:pod_qwen)": ("configs/nlp.py:pod_qwen", []),
@@ -30,8 +30,11 @@ VARIANTS = {
     "gemma-2-9b": ("configs/nlp.py:pod_qwen", [
         "--config.weak.init=hf:google/gemma-2-2b", "--config.strong.init=hf:google/gemma-2-9b"]),
     # a sweep over depths: its 2 -> 30 layer pair
-    "smollm2-135m (nlp:reproduce_gpu)": ("configs/nlp.py:reproduce_gpu",
-                                         ["--config.weak.n_layers=2"]),
+    "smollm2-135m (nlp:reproduce_gpu)": ("configs/nlp.py:reproduce_gpu", []),
+    "gpt2-xl pgn moves (chess_bootstrap:pod)": ("configs/chess_bootstrap.py:pod", []),
+    "chess-100m squares (chess_bootstrap:gpu)": ("configs/chess_bootstrap.py:gpu", []),
+    "gpt2-xl reward pairs (reward_model:pod)": ("configs/reward_model.py:pod", []),
+    "dinov2-base forward (vision:pod)": ("configs/vision.py:pod", []),
 }
 SLICES = ("v5e:4x4", "v5p:2x2x1", "v6e:2x4")
 
@@ -51,7 +54,7 @@ def cell(config, overrides, topology):
           "fits": f["HBM per chip"].endswith("fits"),
           "tflops": float(f["model FLOPs / step / device"]) / 1e12,
           "step_ms": float(step.group(1)), "bound": step.group(2),
-          "mfu": float(f["MFU bound"]), "batch": f["batch [accum, micro, length]"], "wall": wall}
+          "mfu": float(f["MFU bound"]), "batch": f["batch"], "wall": wall}
 
 
 def main():

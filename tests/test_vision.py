@@ -182,3 +182,22 @@ def test_tiny_vision_run(tmp_path, capsys):
   again = experiment.run(cfg, str(tmp_path))  # all cached: the same rows
   assert [a["stage_keys"] for a in again] == [r["stage_keys"] for r in rows]
   assert "vision:mnist5k" in report.render(str(tmp_path))
+
+
+@pytest.mark.asset
+def test_the_imagenet_weights_match_their_pytorch_reference():
+  """The pinned EfficientNet-Lite0 asset through our reader and forward, beside the reference
+  package's model on the same file: the features a vision run probes."""
+  ref = pytest.importorskip("efficientnet_lite_pytorch")
+  from w2s_jax import assets
+  path = assets.path(*backbones.EFFICIENTNET)
+  model = ref.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+  params = efficientnet.params_from_state_dict(efficientnet.read_pth(path))
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+  seen = {}
+  model._blocks[11].register_forward_hook(lambda m, i, o: seen.update(b12=o.mean((2, 3))))
+  with torch.no_grad():
+    head = model.extract_features(torch.tensor(x).permute(0, 3, 1, 2)).mean((2, 3)).numpy()
+  for depth, want in ((0, head), (12, seen["b12"].numpy())):
+    got = np.asarray(efficientnet.features(params, jnp.asarray(x), depth))
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)

@@ -65,6 +65,9 @@ def defaults() -> ml_collections.ConfigDict:
       # (first, last) optimizer steps of every train stage traced with jax.profiler into
       # WORKDIR/profile/<stage> (TensorBoard's profile plugin or Perfetto); (0, 0): none.
       profile_steps=(0, 0),
+      # Stages that differ only by seed run as one program over a leading seeds axis where
+      # that wins (linear probes; full fine-tunes run one by one): results as separate runs.
+      batch_seeds=True,
   ))
   # A grid in one invocation (w2s_jax/experiment.py): every pair i < j of `models` (weak i,
   # strong j; size names or checkpoint inits, the other settings from `weak` and `strong`) times

@@ -10,6 +10,11 @@ key never runs anything). Kinds:
   corpus, pretrain, features, gft: setting-specific producers
 A graph from several configs (a sweep) is their union: a stage with the same kind and key is
 added once, so a model trained once serves as supervisor, ceiling and every pair that needs it.
+
+Stages that differ only by seed (and rows of equal shape) may declare a `Batch`: `execute` runs
+the stages of one batch key as one program (a leading seeds axis), each saved as its own stage:
+keys, files and results are those of separate runs. Builders declare batches where they win
+(linear probes: measured in BUILD_NOTES "Seeds in one program"), not for full fine-tunes.
 """
 import dataclasses
 import logging
@@ -19,6 +24,23 @@ from typing import Callable, NamedTuple
 from w2s_jax import stages
 
 log = logging.getLogger("w2s_jax")
+
+
+class Batch(NamedTuple):
+  """How a stage runs together with others of the same `key` (never hashed)."""
+  key: str
+  prepare: Callable  # () -> this stage's inputs (its upstream stages are finished)
+  run: Callable  # [prepared inputs of each stage] -> [Output of each], in order
+
+
+def seeds_key(spec: dict, **extra) -> str:
+  """What stages that may run as one program share: a train spec without what a seed draws
+  (its seed, rows, labels, features and held-out rows: inputs of the program, not the
+  program)."""
+  shared = {k: v for k, v in spec.items() if k not in ("seed", "data", "labels", "features")}
+  if "early_stopping" in shared:
+    shared["early_stopping"] = {k: v for k, v in shared["early_stopping"].items() if k != "val"}
+  return stages.stage_key({**shared, **extra})
 
 
 class Output(NamedTuple):
@@ -39,6 +61,7 @@ class Stage:
   # Values of the spec drawn by the seed (its own split's data keys) -> what they stand for
   # whatever the seed ("a of the pool cut by the seed"): not hashed into the recipe.
   seeded: dict = dataclasses.field(default_factory=dict)
+  batch: Batch | None = None  # stages of one batch key may run as one program (execute)
 
   def __post_init__(self):
     self.key = stages.stage_key({"kind": self.kind, **self.spec})
@@ -125,28 +148,62 @@ def plan_table(graph: Graph, store) -> str:
   return "\n".join(lines)
 
 
-def execute(graph: Graph, store) -> dict:
-  """Run every stage that is not cached, in order; returns {"ran": {kind: n}, "cached": n}."""
+def execute(graph: Graph, store, batch: bool = True) -> dict:
+  """Run every stage that is not cached, in order; returns {"ran": {kind: n}, "cached": n}.
+  With `batch`, a stage with a Batch runs with every unfinished stage of its key as one program,
+  after their own upstream stages (run first, in graph order)."""
   ran, cached, n = {}, 0, len(graph)
   todo = [s for s in graph if not store.done(s.kind, s.key)]
   left = {s.name: todo[j:] for j, s in enumerate(todo)}  # each stage's remaining work
+  order = {s.name: i for i, s in enumerate(graph)}
+  finished = set()
   seconds = {}  # kind -> wall times of the stages run so far: the run's ETA, kind by kind
+
+  def save(stage, out, t0, elapsed=None):
+    metrics = dict(out.metrics or {})
+    metrics.setdefault("seconds", time.time() - t0 if elapsed is None else elapsed)
+    store.save(stage.kind, stage.key, {"kind": stage.kind, "label": stage.label, **stage.spec},
+               params=out.params, arrays=out.arrays, metrics=metrics)
+    ran[stage.kind] = ran.get(stage.kind, 0) + 1
+    seconds.setdefault(stage.kind, []).append(metrics["seconds"])
+    finished.add(stage.name)
+
+  def run_one(stage):
+    i = order[stage.name]
+    log.info("stage %d of %d [%s] running (%s%s)%s", i + 1, n, stage.label, stage.name,
+             f", {stage.cost}" if stage.cost else "", _eta(left[stage.name], seconds))
+    t0 = time.time()
+    save(stage, stage.run(), t0)
+    log.info("stage %d of %d [%s] done in %.1fs", i + 1, n, stage.label, time.time() - t0)
+
+  def run_batch(group):
+    need = [u for u in upstream(graph, group) if u.name in left and u.name not in finished
+            and u not in group]
+    for u in need:  # the peers' own upstream stages (a later seed's weak labels)
+      run_one(u)
+    log.info("stages %s [%s ... x%d] running as one program (%s)",
+             ", ".join(str(order[s.name] + 1) for s in group), group[0].label, len(group),
+             group[0].batch.key[:60])
+    t0 = time.time()
+    outs = group[0].batch.run([s.batch.prepare() for s in group])
+    elapsed = (time.time() - t0) / len(group)  # each stage's share of the program's time
+    for s, out in zip(group, outs):
+      save(s, out, t0, elapsed)
+    log.info("%d stages [%s ...] done in %.1fs", len(group), group[0].label, time.time() - t0)
+
   for i, stage in enumerate(graph):
+    if stage.name in finished:
+      continue
     if stage.name not in left:
       cached += 1
       log.info("stage %d of %d [%s] cached (%s)", i + 1, n, stage.label, stage.name)
       continue
-    log.info("stage %d of %d [%s] running (%s%s)%s", i + 1, n, stage.label, stage.name,
-             f", {stage.cost}" if stage.cost else "", _eta(left[stage.name], seconds))
-    t0 = time.time()
-    out = stage.run()
-    metrics = dict(out.metrics or {})
-    metrics.setdefault("seconds", time.time() - t0)
-    store.save(stage.kind, stage.key, {"kind": stage.kind, "label": stage.label, **stage.spec},
-               params=out.params, arrays=out.arrays, metrics=metrics)
-    ran[stage.kind] = ran.get(stage.kind, 0) + 1
-    seconds.setdefault(stage.kind, []).append(time.time() - t0)
-    log.info("stage %d of %d [%s] done in %.1fs", i + 1, n, stage.label, time.time() - t0)
+    group = [s for s in graph if batch and stage.batch and s.batch and
+             s.batch.key == stage.batch.key and s.name in left and s.name not in finished]
+    if len(group) > 1:
+      run_batch(group)
+    else:
+      run_one(stage)
   return {"ran": ran, "cached": cached, "stages": n}
 
 

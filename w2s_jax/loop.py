@@ -320,42 +320,107 @@ def _probe_program(shapes, tcfg, loss_name: str, loss_hp: dict, lr: float, total
   return _PROBES[key]
 
 
+class Probe(NamedTuple):
+  """One probe stage's inputs to `fit_probes`: its features [N, d], targets [N, C], seed (its
+  batch order), metric writer, log label and periodic evaluation (or None)."""
+  features: np.ndarray
+  targets: np.ndarray
+  seed: int
+  writer: object = None
+  label: str = ""
+  evaluation: Evaluation | None = None
+
+
 def fit_probe(features: np.ndarray, targets: np.ndarray, *, loss_name: str, loss_hp: dict, tcfg,
               lr: float, seed: int, writer=None, label: str = "", steps: int = 0,
               evaluation: Evaluation | None = None) -> FitResult:
   """A linear probe: only the classification head trains, on fixed features [N, d] (computed
   once by `Trainer.predict(..., what="features")`), with the same losses, optimizer, schedule
   and batch order as full fine-tuning. Returns {"cls_head": [d, C]}."""
-  n, d = features.shape
+  return fit_probes([Probe(features, targets, seed, writer, label, evaluation)],
+                    loss_name=loss_name, loss_hp=loss_hp, tcfg=tcfg, lr=lr, steps=steps)[0]
+
+
+# Below this many probe steps in all, K probes run one by one: the vmapped program's compile
+# (about a second here) costs more than it saves (BUILD_NOTES, "Seeds in one program").
+MIN_BATCHED_STEPS = 1000
+
+
+def fit_probes(probes: list, *, loss_name: str, loss_hp: dict, tcfg, lr: float,
+               steps: int = 0) -> list:
+  """Probes that differ only by seed, rows and targets (equal shapes, loss and schedule) as one
+  program over a leading seeds axis (jax.vmap of fit_probe's scanned program): one dispatch per
+  chunk of steps for all of them (probes of other shapes: one program per shape). Each keeps its own batch order, evaluations, best step and
+  log; the results equal separate fit_probe calls' (tests/test_vmap_seeds.py). One probe runs
+  the program as is."""
+  shapes = [(p.features.shape, p.targets.shape) for p in probes]
+  if len(set(shapes)) > 1:  # rows a label filter dropped: one program per shape
+    out = [None] * len(probes)
+    for shape in dict.fromkeys(shapes):
+      where = [i for i, s in enumerate(shapes) if s == shape]
+      for i, r in zip(where, fit_probes([probes[i] for i in where], loss_name=loss_name,
+                                        loss_hp=loss_hp, tcfg=tcfg, lr=lr, steps=steps)):
+        out[i] = r
+    return out
+  (n, d), (_, c) = shapes[0]
+  k, label = len(probes), probes[0].label
   total = schedule_length(n, tcfg, label, steps)
+  if 1 < k and k * total < MIN_BATCHED_STEPS:  # compiling the batched program costs more
+    return [fit_probes([p], loss_name=loss_name, loss_hp=loss_hp, tcfg=tcfg, lr=lr,
+                       steps=steps)[0] for p in probes]
   loss_hp = resolve_hp(loss_hp, total)
-  targets = targets.astype(np.float32)
-  run, init = _probe_program((features.shape, targets.shape), tcfg, loss_name, loss_hp, lr,
-                             total)
-  x, y = jnp.asarray(features), jnp.asarray(targets)
-  state = init({"cls_head": jnp.zeros((d, targets.shape[1]), jnp.float32)})
-  rec, t0 = Recorder(tcfg, total, label, writer), time.time()
-  evals, best, best_value, best_step = [], None, float("nan"), -1
+  run, init = _probe_program(((n, d), (n, c)), tcfg, loss_name, loss_hp, lr, total)
+  if k > 1:
+    run = _vmapped(run)
+  x = jnp.asarray(np.stack([p.features for p in probes]) if k > 1 else probes[0].features)
+  y = jnp.asarray(np.stack([p.targets.astype(np.float32) for p in probes]) if k > 1
+                  else probes[0].targets.astype(np.float32))
+  state = init({"cls_head": jnp.zeros((d, c), jnp.float32)})
+  if k > 1:
+    state = jax.tree.map(lambda a: jnp.stack([a] * k), state)
+  recs = [Recorder(tcfg, total, p.label, p.writer) for p in probes]
+  t0 = time.time()
+  evals, best = [[] for _ in probes], [(None, float("nan"), -1) for _ in probes]
+  evaluation = probes[0].evaluation  # every probe of a batch evaluates alike (or none does)
   # Chunks end where the host has work: a log line (its rate stays true) or an evaluation.
-  every = math.gcd(rec.every, evaluation.every) if evaluation else rec.every
+  every = math.gcd(recs[0].every, evaluation.every) if evaluation else recs[0].every
   i = 0
   while i < total:
-    k = min(every - i % every, total - i)
-    idx = np.stack([data_lib.batch_indices(n, j, tcfg.batch_size, seed) for j in range(i, i + k)])
-    state, m = run(state, x, y, idx)
-    m = jax.device_get(m)
-    for j in range(k):
-      rec.record((i + j, {name: v[j] for name, v in m.items()}))
-    i += k
+    m = min(every - i % every, total - i)
+    idx = [np.stack([data_lib.batch_indices(n, j, tcfg.batch_size, p.seed)
+                     for j in range(i, i + m)]) for p in probes]
+    state, metrics = run(state, x, y, jnp.asarray(np.stack(idx) if k > 1 else idx[0]))
+    metrics = jax.device_get(metrics)
+    for s, rec in enumerate(recs):
+      for j in range(m):
+        rec.record((i + j, {name: (v[s] if k > 1 else v)[j] for name, v in metrics.items()}))
+    i += m
     if evaluation is not None and (i % evaluation.every == 0 or i == total):
-      current = jax.device_get(state["params"])
-      e = {k_: float(v) for k_, v in evaluation.evaluate(current).items()}
-      evals.append({"step": i, **e})
-      if evaluation.metric and evaluation.better(e[evaluation.metric], best_value):
-        best, best_value, best_step = current, e[evaluation.metric], i
-  params = best if best is not None else jax.device_get(state["params"])
-  return FitResult(params, rec.history, total, time.time() - t0, 0, evals,
-                   best_step if best is not None else -1)
+      params = jax.device_get(state["params"])
+      for s, p in enumerate(probes):
+        current = jax.tree.map(lambda a, s=s: a[s], params) if k > 1 else params
+        e = {k_: float(v) for k_, v in p.evaluation.evaluate(current).items()}
+        evals[s].append({"step": i, **e})
+        if p.evaluation.metric and p.evaluation.better(e[p.evaluation.metric], best[s][1]):
+          best[s] = (current, e[p.evaluation.metric], i)
+  final = jax.device_get(state["params"])
+  seconds = time.time() - t0
+  out = []
+  for s, rec in enumerate(recs):
+    last = jax.tree.map(lambda a, s=s: a[s], final) if k > 1 else final
+    params = best[s][0] if best[s][0] is not None else last
+    out.append(FitResult(params, rec.history, total, seconds / k, 0, evals[s],
+                         best[s][2] if best[s][0] is not None else -1))
+  return out
+
+
+_VMAPPED = {}  # a probe program -> its version over a leading seeds axis
+
+
+def _vmapped(run):
+  if run not in _VMAPPED:
+    _VMAPPED[run] = jax.jit(jax.vmap(run))
+  return _VMAPPED[run]
 
 
 def probe_logits(params: dict, features: np.ndarray) -> np.ndarray:

@@ -200,45 +200,66 @@ class Builder:
                      (["gft"] if init is not None else []) + ([tag] if tag else []) +
                      [f"s{seed}"])  # tag: a method's name, for the logs only
 
-    def run():
-      store, t0 = self.rt.store, time.time()
+    def rows():
+      """The training rows and their targets (ground truth, or the labels' probabilities)."""
       ds = self.data.sets(seed)[split]
-      given = {} if labels is None else store.arrays("predict", labels.key)
+      given = {} if labels is None else self.rt.store.arrays("predict", labels.key)
       targets = (data_lib.one_hot(ds.labels, self.data.num_classes) if labels is None else
                  given["probs"][self.data.in_b(split)])
       # A label filter's rows left out (methods.FILTERS): the student never sees them.
       keep = given["keep"][self.data.in_b(split)] if "keep" in given else None
       if keep is not None:
         ds, targets = ds.take(np.flatnonzero(keep)), targets[keep]
-      fit = dict(loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=lr, seed=seed, steps=steps,
-                 writer=self.rt.stage_writer(stage), label=label, evaluation=self.evaluation(
-                     spec, seed, select, labels, feats, test_feats))
-      if probe:  # the head is small: stored as an array, not a checkpoint
-        x = self.probe_inputs(spec, feats, seed, split)
-        result = loop.fit_probe(x if keep is None else x[keep], targets, **fit)
-      else:
-        tr = self.trainer(spec)
-        start = (self.rt.params("gft", init.key, tr) if init is not None
-                 else models.initial_params(spec.init, tr, seed))
-        compiles, traces = rt_lib.COMPILES["n"], dict(tr.traces)
-        result = loop.fit(tr, start, ds, targets, objective="soft",
-                           ckpt_dir=store.ckpt_dir("train", stage.key),
-                           profile_dir=self.rt.profile_dir(stage), **fit)
-        self.rt.keep_params(stage.name, result.params)
+      return ds, targets, keep
+
+    def evaluation():
+      return self.evaluation(spec, seed, select, labels, feats, test_feats)
+
+    def finish(result, extra=None) -> Output:
       m = {"steps": result.steps, "train_seconds": result.seconds, "evals": result.evals,
            "best_step": result.best_step,
            "final_train_loss": result.history[-1]["loss"], "resumed_from": result.resumed_from,
-           "history": result.history, "seconds": time.time() - t0, "speed": result.speed}
-      if not probe:
-        m["compiles"] = {"all": rt_lib.COMPILES["n"] - compiles,
-                         **{k: tr.traces[k] - traces[k] for k in traces}}
-      if probe:
+           "history": result.history, "speed": result.speed, **(extra or {})}
+      if probe:  # the head is small: stored as an array, not a checkpoint
         return Output(arrays={"cls_head": result.params["cls_head"]}, metrics=m)
       return Output(params=result.params, metrics=m)
+
+    def prepare() -> tuple:
+      """A probe's inputs to loop.fit_probes, and how its result becomes the stage's output."""
+      _, targets, keep = rows()
+      x = self.probe_inputs(spec, feats, seed, split)
+      return loop.Probe(x if keep is None else x[keep], targets, seed,
+                        self.rt.stage_writer(stage), label, evaluation()), finish
+
+    def run():
+      if probe:
+        return run_probes([prepare()])[0]
+      store, t0 = self.rt.store, time.time()
+      ds, targets, _ = rows()
+      tr = self.trainer(spec)
+      start = (self.rt.params("gft", init.key, tr) if init is not None
+               else models.initial_params(spec.init, tr, seed))
+      compiles, traces = rt_lib.COMPILES["n"], dict(tr.traces)
+      result = loop.fit(tr, start, ds, targets, objective="soft", loss_name=loss, loss_hp=hp,
+                        tcfg=tcfg, lr=lr, seed=seed, steps=steps,
+                        writer=self.rt.stage_writer(stage), label=label,
+                        evaluation=evaluation(), ckpt_dir=store.ckpt_dir("train", stage.key),
+                        profile_dir=self.rt.profile_dir(stage))
+      self.rt.keep_params(stage.name, result.params)
+      return finish(result, {"seconds": time.time() - t0, "compiles": {
+          "all": rt_lib.COMPILES["n"] - compiles, **{k: tr.traces[k] - traces[k] for k in traces}}})
+
+    def run_probes(prepared: list) -> list:
+      results = loop.fit_probes([p for p, _ in prepared], loss_name=loss, loss_hp=hp,
+                                tcfg=tcfg, lr=lr, steps=steps)
+      return [done(r) for (_, done), r in zip(prepared, results)]
     total = steps or max(1, int(np.ceil(tcfg.epochs * (n // tcfg.batch_size))))
+    # Probes of every seed (one program, each its own rows and batch order): graph.Batch.
+    batch = graph_lib.Batch(graph_lib.seeds_key(s, split=split, truth=labels is None), prepare,
+                            run_probes) if probe and self.cfg.train.batch_seeds else None
     stage = self.graph.add(Stage("train", s, label, run, tuple(deps),
                                  cost=f"{total} steps x {tcfg.batch_size}", seed=seed,
-                                 seeded=self.data.seeded(seed)))
+                                 seeded=self.data.seeded(seed), batch=batch))
     return stage
 
   def evaluation(self, spec, seed: int, select: bool, labels: Stage | None,

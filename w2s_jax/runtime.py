@@ -18,7 +18,7 @@ log = logging.getLogger("w2s_jax")
 
 # Config keys of `train` that change no stage output (logging, evaluation batching).
 NOT_HASHED = ("log_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
-              "profile_steps")
+              "profile_steps", "batch_seeds")
 
 # Every XLA compilation of this process (jitted steps and small eager ops alike): a run should
 # compile a handful of programs per stage, not one per batch.

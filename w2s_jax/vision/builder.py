@@ -18,7 +18,7 @@ import numpy as np
 from w2s_jax import loop, metrics, results, runtime as rt_lib, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.errors import DataError
-from w2s_jax.graph import Output, Stage
+from w2s_jax.graph import Batch, Output, Stage, seeds_key
 from w2s_jax.vision import backbones, images as images_lib
 
 log = logging.getLogger("w2s_jax")
@@ -120,20 +120,31 @@ class Builder:
          "train": rt_lib.hashed_train(tcfg), "lr": v.lr, "features": feats.key}
     label = f"{role}:{spec}:{split}:{loss}:s{seed}"
 
-    def run():
-      x = self.inputs(feats, seed, split)
+    def prepare() -> tuple:
+      """The probe's inputs to loop.fit_probes, and how its result becomes the stage's output."""
       targets = (data_lib.one_hot(self.pool.labels(seed, split), self.num_classes)
                  if labels is None else self.rt.store.arrays("predict", labels.key)["probs"])
-      result = loop.fit_probe(x, targets, loss_name=loss, loss_hp=hp, tcfg=tcfg, lr=v.lr,
-                              seed=seed, writer=self.rt.stage_writer(stage), label=label)
+      return loop.Probe(self.inputs(feats, seed, split), targets, seed,
+                        self.rt.stage_writer(stage), label), finish
+
+    def finish(result) -> Output:
       return Output(arrays={"cls_head": result.params["cls_head"]}, metrics={
           "steps": result.steps, "train_seconds": result.seconds, "best_step": -1,
           "final_train_loss": result.history[-1]["loss"], "history": result.history})
+
+    def run_probes(prepared: list) -> list:
+      results = loop.fit_probes([p for p, _ in prepared], loss_name=loss, loss_hp=hp,
+                                tcfg=tcfg, lr=v.lr)
+      return [done(r) for (_, done), r in zip(prepared, results)]
+
     deps = (feats,) + ((labels,) if labels else ())
     n = len(self.pool.rows(seed)[split])
-    stage = self.graph.add(Stage("train", s, label, run, deps, seed=seed,
-                                 cost=f"{int(np.ceil(v.epochs * n / tcfg.batch_size))} steps",
-                                 seeded=self.pool.seeded(seed)))
+    # Every seed's probe of this role as one program (graph.Batch): results as separate runs.
+    batch = Batch(seeds_key(s, split=split, truth=labels is None), prepare,
+                  run_probes) if self.cfg.train.batch_seeds else None
+    stage = self.graph.add(Stage("train", s, label, lambda: run_probes([prepare()])[0], deps,
+                                 seed=seed, batch=batch, seeded=self.pool.seeded(seed),
+                                 cost=f"{int(np.ceil(v.epochs * n / tcfg.batch_size))} steps"))
     return stage
 
   def predict(self, spec: str, trained: Stage, split: str, seed: int) -> Stage:
