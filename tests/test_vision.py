@@ -87,13 +87,17 @@ def test_efficientnet_lite0_matches_its_pytorch_reference(zip_format, tmp_path):
   torch.save(model.state_dict(), path, _use_new_zipfile_serialization=zip_format)
   sd = efficientnet.read_pth(path)
   assert set(sd) == set(model.state_dict())
-  params = efficientnet.params_from_state_dict(sd)
+  _same_features(model, efficientnet.params_from_state_dict(sd), block=7)
+
+
+def _same_features(model, params, block: int):
+  """Our features after the head and after `block` equal the torch model's, within 1e-4."""
   x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
   seen = {}
-  model._blocks[6].register_forward_hook(lambda m, i, o: seen.update(b7=o.mean((2, 3))))
+  model._blocks[block - 1].register_forward_hook(lambda m, i, o: seen.update(b=o.mean((2, 3))))
   with torch.no_grad():
     head = model.extract_features(torch.tensor(x).permute(0, 3, 1, 2)).mean((2, 3)).numpy()
-  for depth, want in ((0, head), (7, seen["b7"].numpy())):
+  for depth, want in ((0, head), (block, seen["b"].numpy())):
     got = np.asarray(efficientnet.features(params, jnp.asarray(x), depth))
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
@@ -192,12 +196,5 @@ def test_the_imagenet_weights_match_their_pytorch_reference():
   from w2s_jax import assets
   path = assets.path(*backbones.EFFICIENTNET)
   model = ref.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
-  params = efficientnet.params_from_state_dict(efficientnet.read_pth(path))
-  x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-  seen = {}
-  model._blocks[11].register_forward_hook(lambda m, i, o: seen.update(b12=o.mean((2, 3))))
-  with torch.no_grad():
-    head = model.extract_features(torch.tensor(x).permute(0, 3, 1, 2)).mean((2, 3)).numpy()
-  for depth, want in ((0, head), (12, seen["b12"].numpy())):
-    got = np.asarray(efficientnet.features(params, jnp.asarray(x), depth))
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+  _same_features(model, efficientnet.params_from_state_dict(efficientnet.read_pth(path)),
+                 block=12)
