@@ -4,7 +4,8 @@
 
 Several processes (one per host): add --coordinator_address=HOST:PORT --num_processes=N
 --process_id=I (or the W2S_* environment variables); on a TPU VM pod or under SLURM they are found
-automatically. --dry_run compiles the strong model's train step and prints its memory and FLOPs.
+automatically. --dry_run compiles the run's heaviest program (the strong model's train step, or a
+frozen model's forward) and prints its memory and FLOPs.
 """
 import errno
 import logging
@@ -20,8 +21,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where stages, results and logs 
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the strong model's train step for the "
-                             "config's mesh; print memory per device and FLOPs; do not train.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the run's heaviest program (the strong "
+                             "model's train step as fit runs it, or a frozen model's forward) "
+                             "for the config's mesh; print memory per device and FLOPs; do not "
+                             "train.")
 _TOPOLOGY = flags.DEFINE_string("topology", "", "With --dry_run: compile for a TPU slice "
                                 "described on this CPU, e.g. v5e:4x4 (needs libtpu).")
 _PLAN = flags.DEFINE_bool("plan", False, "Print the stage graph (every stage, its key, cached or "
