@@ -57,6 +57,20 @@ def run_main(*args, check: bool = False, timeout: int = 900, **env):
   return proc
 
 
+def fit_tiny(splits, tcfg, tr=None, *, size: str = "tiny-1", mesh=None, targets=None,
+             loss_name: str = "xent", loss_hp=None, lr: float = 1e-3, **kw):
+  """loop.fit of a tiny classifier (or of `tr`) from init_params(0) on the splits' A rows,
+  their ground truth by default; `kw` goes to loop.fit (steps, ckpt_dir, evaluation...)."""
+  from w2s_jax import loop, sharding, train  # noqa: PLC0415
+  from w2s_jax.data import dataset as data_lib  # noqa: PLC0415
+  from w2s_jax.models import model_config  # noqa: PLC0415
+  tr = tr or train.Trainer(model_config(size, 259), 2, mesh or sharding.make_mesh(1, 8, 1),
+                           sharding.DEFAULT_RULES)
+  targets = data_lib.one_hot(splits.a.labels, 2) if targets is None else targets
+  return loop.fit(tr, tr.init_params(0), splits.a, targets, objective="soft",
+                  loss_name=loss_name, loss_hp=loss_hp or {}, tcfg=tcfg, lr=lr, seed=0, **kw)
+
+
 def task_cfg(name: str = "", **kw):
   """The default task config with `name` and any task keys changed."""
   from w2s_jax import config as config_lib  # noqa: PLC0415

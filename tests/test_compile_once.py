@@ -7,12 +7,11 @@ from w2s_jax import loop, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.data.tokenizers import ByteTokenizer, get_tokenizer
 from w2s_jax.models import model_config
+from tests.conftest import fit_tiny
 
 
 def _fit(tr, splits, tcfg, targets, lr=1e-3, **kw):
-  kw = {"loss_name": "xent", "loss_hp": {}, **kw}
-  return loop.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", tcfg=tcfg, lr=lr,
-                   seed=0, steps=3, **kw)
+  return fit_tiny(splits, tcfg, tr, targets=targets, lr=lr, steps=3, **kw)
 
 
 def test_a_second_stage_of_the_same_model_compiles_no_new_train_program(small_task, tmp_path):

@@ -2,11 +2,11 @@
 import jax
 import pytest
 
-from w2s_jax import dry_run, loop, sharding, train
+from w2s_jax import dry_run, sharding, train
 from w2s_jax.assets import __main__ as assets_cli
-from w2s_jax.data import dataset as data_lib
 from w2s_jax.errors import ConfigError
 from w2s_jax.models import model_config
+from tests.conftest import fit_tiny
 
 
 def test_the_dry_run_compiles_the_program_fit_runs(small_task):
@@ -23,9 +23,7 @@ def test_the_dry_run_compiles_the_program_fit_runs(small_task):
                                       loss_name="xent", length=32)
   program.fn.lower(*program.args).compile()
   assert len(tr.programs) == 1 and tr.traces["train"] == 1
-  loop.fit(tr, tr.init_params(0), splits.a, data_lib.one_hot(splits.a.labels, 2),
-           objective="soft", loss_name="xent", loss_hp={}, tcfg=cfg.train, lr=1e-3, seed=0,
-           steps=2)
+  fit_tiny(splits, cfg.train, tr, steps=2)
   assert len(tr.programs) == 1 and tr.traces["train"] == 1
 
 

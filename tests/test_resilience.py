@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from w2s_jax import checkpoint, loop, sharding, train
+from w2s_jax import checkpoint, sharding, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
-from tests.conftest import run_main
+from tests.conftest import fit_tiny, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,11 +25,9 @@ def setup(small_task):
 
 
 def fit(cfg, splits, mesh, ckpt_dir="", targets=None, **kw):
-  tr = train.Trainer(model_config("tiny-2", 259), 2, mesh, sharding.DEFAULT_RULES)
-  targets = data_lib.one_hot(splits.a.labels, 2) if targets is None else targets
-  return loop.fit(tr, tr.init_params(0), splits.a, targets, objective="soft", loss_name="logconf",
-                   loss_hp=cfg.loss.logconf.to_dict(), tcfg=cfg.train, lr=cfg.train.lr, seed=0,
-                   ckpt_dir=ckpt_dir, **kw)
+  return fit_tiny(splits, cfg.train, size="tiny-2", mesh=mesh, targets=targets,
+                  loss_name="logconf", loss_hp=cfg.loss.logconf.to_dict(), lr=cfg.train.lr,
+                  ckpt_dir=ckpt_dir, **kw)
 
 
 def assert_close(a, b, atol):

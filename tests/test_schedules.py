@@ -10,6 +10,7 @@ from w2s_jax import checkpoint, config as config_lib, experiment, loop, replicat
     runtime, sharding, stages, tables, train
 from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
+from tests.conftest import fit_tiny
 
 
 def test_warmup_steps_become_the_fraction_the_loss_reads():
@@ -33,11 +34,8 @@ def test_alpha_max_large_applies_above_large_model_params():
 def _fit(small_task, evaluation, ckpt_dir="", stop_after=0):
   cfg, splits = small_task
   tcfg = train.with_overrides(cfg.train, checkpoint_every=0, log_every=100)
-  tr = train.Trainer(model_config("tiny-1", 259), 2, sharding.make_mesh(1, 8, 1),
-                     sharding.DEFAULT_RULES)
-  return loop.fit(tr, tr.init_params(0), splits.a, data_lib.one_hot(splits.a.labels, 2),
-                   objective="soft", loss_name="xent", loss_hp={}, tcfg=tcfg, lr=1e-3, seed=0,
-                   steps=12, evaluation=evaluation, ckpt_dir=ckpt_dir, stop_after=stop_after)
+  return fit_tiny(splits, tcfg, steps=12, evaluation=evaluation, ckpt_dir=ckpt_dir,
+                  stop_after=stop_after)
 
 
 def _checksum(params) -> float:
