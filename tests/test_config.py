@@ -234,7 +234,7 @@ def test_unknown_key_is_a_plain_sentence(nlp_config):
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.validate(cfg, 8)
   assert str(e.value).startswith("unknown config key 'train.lrr'; did you mean 'train.lr'? "
-                                 "known keys in 'train': attention, b1, b2, batch_size")
+                                 "known keys in 'train': attention, b1, b2, batch_seeds, batch_size")
   assert "\\n" not in str(e.value) and "[" not in str(e.value)
 
 
