@@ -50,14 +50,17 @@ def every_variant() -> list:
 
 
 def table(users: dict) -> str:
-  head = f"{'asset':13} {'source':40} {'file':38} {'MB':>5} {'cached':6} sha256 / licence / used by"
+  w = max(len(n) for n in ASSETS)  # the widest name
+  f = max(len(a.file) for a in ASSETS.values())
+  head = (f"{'asset':{w}} {'source':40} {'file':{f}} {'MB':>5} {'cached':6} "
+          "sha256 / licence / used by")
   lines = [head, "-" * len(head)]
   for name, a in ASSETS.items():
     size = f"{a.size / 1e6:5.1f}" if a.size else "?"
-    lines.append(f"{name:13} {_source(name)[:40]:40} {a.file:38} {size:>5} "
+    lines.append(f"{name:{w}} {_source(name)[:40]:40} {a.file:{f}} {size:>5} "
                  f"{'yes' if cached(name) else 'no':6} {a.sha256}")
-    lines.append(f"{'':13} {a.what}; licence: {a.licence}")
-    lines.append(f"{'':13} used by: {', '.join(users.get(name, ())) or 'no config variant'}")
+    lines.append(f"{'':{w}} {a.what}; licence: {a.licence}")
+    lines.append(f"{'':{w}} used by: {', '.join(users.get(name, ())) or 'no config variant'}")
   lines.append(f"cache: {fetch.cache_dir('assets')} (W2S_CACHE); staged package files: "
                f"{os.environ.get('W2S_ASSET_DIR') or 'none (W2S_ASSET_DIR)'}")
   return "\n".join(lines)
