@@ -130,11 +130,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-  """The `slow` marker (end-to-end fault injection, minutes on a CPU) and the `asset` marker (the
+  """The `slow` marker (a test of more than a couple of seconds here: a model program's compile,
+  a pipeline run, several processes; `-m "not slow"` is the fast subset) and the `asset` marker (the
   test reads a real external asset, fetched from its registry into W2S_CACHE when not cached),
   unless registered already."""
   known = {m.split(":")[0].strip() for m in config.getini("markers")}
   if "slow" not in known:
-    config.addinivalue_line("markers", "slow: a long end-to-end test (minutes on a CPU)")
+    config.addinivalue_line("markers", "slow: more than a couple of seconds on a CPU")
   if "asset" not in known:
-    config.addinivalue_line("markers", "asset: reads a real external asset (w2s_jax/assets.py)")
+    config.addinivalue_line("markers", "asset: reads a real external asset (w2s_jax/assets)")

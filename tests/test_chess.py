@@ -194,6 +194,7 @@ def test_stockfish_self_play_is_deterministic():
   assert a[:2] == b[:2] and len(a[0]) == 150
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("stockfish") or os.path.exists("/usr/games/stockfish")),
                     reason="the stockfish engine is not installed (apt-get install stockfish)")
 def test_tactical_self_play_keeps_only_clear_best_moves_whatever_the_workers():
@@ -316,6 +317,7 @@ def test_truncated_or_binary_pgn_is_refused_with_the_position(tmp_path, damage, 
 
 
 # ----------------------------------------------------------------------------- decoding
+@pytest.mark.slow
 @pytest.mark.parametrize("size, window", [("tiny-2", 0), ("tiny-llama-2", 0),
                                           ("tiny-llama-2", 3)])
 def test_kv_cache_decoding_matches_step_by_step(size, window):
@@ -349,6 +351,7 @@ def test_kv_cache_decoding_matches_step_by_step(size, window):
   assert len({tuple(r) for r in ref}) > 1
 
 
+@pytest.mark.slow
 def test_answer_loss_is_next_token_loss_on_the_answer_only():
   mc = model_config("tiny-2", 30)
   tr = train.Trainer(mc, 0, sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1]),
@@ -380,6 +383,7 @@ def test_text_codec_round_trip():
   np.testing.assert_array_equal(cut, answers)
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_square_move_head_scores_each_move_from_its_squares():
   """The board encoder's move head: a move's logit is from . W_from W_to^T . to / sqrt(d) + its

@@ -88,6 +88,7 @@ def positions(n):
   return out
 
 
+@pytest.mark.slow
 def test_the_train_step_takes_the_legal_loss_and_compiles_once():
   """The jitted step's first loss is the NumPy legal-move loss of the initial model's
   probabilities, with and without gradient accumulation (logconf: the micro-batched path that

@@ -14,6 +14,7 @@ def _fit(tr, splits, tcfg, targets, lr=1e-3, **kw):
   return fit_tiny(splits, tcfg, tr, targets=targets, lr=lr, steps=3, **kw)
 
 
+@pytest.mark.slow
 def test_a_second_stage_of_the_same_model_compiles_no_new_train_program(small_task, tmp_path):
   cfg, splits = small_task
   cfg = cfg.copy_and_resolve_references()
@@ -44,6 +45,7 @@ def test_the_epoch_order_is_one_permutation_per_seed_and_epoch():
   np.testing.assert_array_equal(data_lib.batch_indices(100, 13, 10, seed=3), steps[13])
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_batched_tokenization_gives_the_same_ids():
   texts = ["The capital of France is", "", "naïve café — ünïcode", "a" * 300]

@@ -13,6 +13,7 @@ def test_shipped_configs_validate(nlp_config):
     config_lib.validate(nlp_config(variant), 8)
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_reproduce_variants_plan_every_pair_of_the_depth_ladder(nlp_config, tmp_path):
   """The probe ladder on this CPU and its fully fine-tuned twin for an accelerator: 10 pairs x
@@ -31,6 +32,7 @@ HUB_VARIANTS = {"nlp:pod_gpt2", "nlp:pod_qwen", "nlp:sweep_gpt2", "reward_model:
 PLANNED_ABOVE = {"nlp:reproduce"}
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 @pytest.mark.parametrize("spec", [s for s in assets_cli.every_variant()
                                   if s not in HUB_VARIANTS | PLANNED_ABOVE])

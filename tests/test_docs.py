@@ -49,6 +49,7 @@ def code_blocks(markdown: str) -> list[str]:
   return blocks
 
 
+@pytest.mark.slow
 def test_reference_page_is_the_generated_one():
   out = subprocess.run([sys.executable, "-m", "w2s_jax.reference"], cwd=ROOT, check=True,
                        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})

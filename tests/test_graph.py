@@ -86,6 +86,7 @@ def test_legal_mask_adds_predict_stages_only(tmp_path, chess_config):
   assert todo == {"predict"}
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_chess_learning_rate_follows_the_reference_rule(tmp_path, chess_config):
   cfg = chess_config("tiny")
@@ -234,6 +235,7 @@ def test_a_grid_over_the_learning_rate_keeps_each_point(tmp_path, nlp_config):
 
 
 
+@pytest.mark.slow
 def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
   proc = run_main("--config=configs/nlp.py:tiny", "--workdir=/proc/w2s_cannot_write_here")
   assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -63,6 +63,7 @@ def assert_real_positions_close(a, b, mask, atol=1e-4):
   np.testing.assert_allclose(a[mask.astype(bool)], b[mask.astype(bool)], atol=atol, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_import_matches_transformers(kind, tmp_path):
   model = hf_model(kind)
@@ -77,6 +78,7 @@ def test_import_matches_transformers(kind, tmp_path):
   assert float(jnp.abs(params["cls_head"]).max()) == 0.0  # head zero-initialised
 
 
+@pytest.mark.slow
 def test_sharded_import_holds_one_shard_per_device(tmp_path):
   model = hf_model("llama")
   model.save_pretrained(tmp_path)
@@ -90,6 +92,7 @@ def test_sharded_import_holds_one_shard_per_device(tmp_path):
                               mask)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["tiny-2", "tiny-llama-2"])
 def test_export_round_trip_through_transformers(size, tmp_path):
   mc = model_config(size, vocab_size=300)

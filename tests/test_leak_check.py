@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from w2s_jax import config as config_lib
 from w2s_jax.data import leak_check
@@ -38,6 +39,7 @@ def cfg(path):
   return c
 
 
+@pytest.mark.slow
 def test_flags_a_marker_word_and_a_length_difference(tmp_path):
   r = leak_check.check(cfg(write(tmp_path / "w.jsonl", rows(600, "word"))))
   assert r["leak"] and "bag-of-words" in r["reason"] and r["bag_of_words_acc"] > 0.95
@@ -45,6 +47,7 @@ def test_flags_a_marker_word_and_a_length_difference(tmp_path):
   assert r["leak"] and "length baseline" in r["reason"]
 
 
+@pytest.mark.slow
 def test_a_fair_task_passes_and_the_command_reports(tmp_path):
   r = leak_check.check(cfg(write(tmp_path / "f.jsonl", rows(600))))
   assert not r["leak"] and r["bag_of_words_acc"] < 0.7 and r["length_acc"] < 0.7

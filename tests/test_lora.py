@@ -8,6 +8,7 @@ from w2s_jax.data import dataset as data_lib
 from w2s_jax.models import model_config
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_head_only(small_task):
   cfg, splits = small_task
   tcfg = cfg.train.copy_and_resolve_references()

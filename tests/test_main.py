@@ -67,6 +67,7 @@ def test_rerun_skips_finished_stages_and_a_new_loss_reuses_weak_and_ceiling(tiny
   assert set(os.listdir(workdir / "stages")) == set(before) | new
 
 
+@pytest.mark.slow
 def test_bad_config_key_is_a_clear_error(tmp_path):
   proc = main("--config=configs/nlp.py:tiny", f"--workdir={tmp_path}", "--config.trian.lr=1",
               check=False)
@@ -79,6 +80,7 @@ def test_bad_config_key_is_a_clear_error(tmp_path):
   assert not os.path.exists(tmp_path / "stages")  # nothing started
 
 
+@pytest.mark.slow
 def test_malformed_jsonl_row_is_a_clear_error(tmp_path):
   path = tmp_path / "train.jsonl"
   path.write_text('{"text": "ok", "label": 0}\n{"text": "broken", "label": }\n')

@@ -139,6 +139,7 @@ def test_method_configs_are_checked(nlp_config):
     config_lib.validate(bad, 8)
 
 
+@pytest.mark.slow
 def test_every_method_runs_and_is_paired_against_naive_xent(tmp_path, nlp_config):
   c = nlp_config("methods_tiny")
   rows = experiment.run(c, str(tmp_path))

@@ -15,6 +15,7 @@ def make(size, **kw):
   return Transformer(model_config(size, vocab_size=259), 2, rngs=nnx.Rngs(0), **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", STYLES)
 def test_zero_initialised_head_gives_uniform_probabilities(size):
   model = make(size)
@@ -43,6 +44,7 @@ def test_cudnn_attention_matches_xla_with_padding(size):
     np.testing.assert_allclose(ours, cudnn, atol=2e-2 * np.abs(ours).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", STYLES)
 def test_reads_the_last_real_token_and_ignores_padding(size):
   model = make(size)
@@ -94,6 +96,7 @@ def test_size_table_has_the_published_shapes(size, expected):
   assert n == expected + 2 * cfg.d_model
 
 
+@pytest.mark.slow
 def test_remat_and_bf16_compute():
   cfg = model_config("tiny-2", vocab_size=259)
   tokens = jnp.asarray(np.random.default_rng(0).integers(3, 259, (2, 8)), jnp.int32)

@@ -86,6 +86,7 @@ def test_every_paper_task_is_registered_and_anthropic_hh_is_pairwise():
   assert {a, b} == {"good", "bad"} and (a == "good") == bool(label)
 
 
+@pytest.mark.slow
 def test_choice_tasks_are_balanced_and_deterministic():
   task = tasks.get("sciq")
   row = ROWS["sciq"][0]

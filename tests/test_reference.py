@@ -95,6 +95,7 @@ CASES = [("weak", "torch", LOSS_ATOL, PROB_ATOL),
 IDS = [f"{c[0]}-{c[1]}" for c in CASES]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["weak", "student"])
 def test_initial_features_agree(runs, name):
   """The exported starting point: last-real-token features equal before any training."""

@@ -35,6 +35,7 @@ def assert_close(a, b, atol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
 
 
+@pytest.mark.slow
 def test_saved_on_8_devices_resumes_on_4_and_on_1(setup, tmp_path):
   cfg, splits = setup
   full = fit(cfg, splits, sharding.make_mesh(1, 8, 1))
@@ -49,6 +50,7 @@ def test_saved_on_8_devices_resumes_on_4_and_on_1(setup, tmp_path):
     assert resumed.params["blocks"]["w_in"].sharding.mesh.devices.size == devices
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_then_stops(setup, tmp_path):
   cfg, splits = setup
 
@@ -71,6 +73,7 @@ def test_sigterm_saves_a_checkpoint_then_stops(setup, tmp_path):
   assert_close(resumed.params, fit(cfg, splits, sharding.make_mesh(1, 8, 1)).params, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(setup, tmp_path):
   cfg, splits = setup
   targets = data_lib.one_hot(splits.a.labels, 2)
@@ -98,6 +101,7 @@ def test_fsdp_holds_one_eighth_of_params_and_optimizer_state_per_device(setup):
     assert max(per_device) < 1.1 * total / 8, (part, per_device, total)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_memory_per_device_without_training():
   proc = run_main("--config=configs/nlp.py:tiny", "--dry_run", "--fake_devices=4",
                   "--config.strong.size=gpt2", "--config.mesh.fsdp=4")

@@ -85,6 +85,7 @@ def test_bigbench_pairs_and_hhh_from_an_sdist(tmp_path, monkeypatch):
   assert len(hhh) == 10 and hhh.tokens.shape[2] == 2
 
 
+@pytest.mark.slow
 def test_bradley_terry_head_and_loss_match_numpy():
   """One scalar per text, read at its last real token; softmax over [r_B, r_A] is the
   Bradley-Terry P(first preferred); xent with soft targets is the soft BT loss."""
@@ -117,6 +118,7 @@ def rm_config():
   return cfg
 
 
+@pytest.mark.slow
 def test_generative_stage_never_reads_the_labels(rm_config, tmp_path):
   rt = runtime.Runtime(rm_config, str(tmp_path))
   builder = pipeline.Builder(rm_config, rt, graph.Graph())

@@ -42,6 +42,7 @@ def _checksum(params) -> float:
   return float(sum(np.abs(np.asarray(x)).sum() for x in jax.tree.leaves(params)))
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_step_and_survives_a_resume(small_task, tmp_path):
   seen = {}
 

@@ -25,6 +25,7 @@ def run_fit(cfg, splits, mesh, *, size="tiny-2", loss="xent", steps=5, seed=0, t
   return tr, result
 
 
+@pytest.mark.slow
 def test_sharded_and_single_device_steps_agree(setup):
   cfg, splits = setup
   single = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
@@ -54,6 +55,7 @@ def test_parameters_are_really_sharded(setup):
   assert len(per_device) == 8 and max(per_device) < 0.3 * total
 
 
+@pytest.mark.slow
 def test_train_step_compiles_once_per_bucket(setup):
   cfg, splits = setup
   mesh = sharding.make_mesh(2, 4, 1)
@@ -70,6 +72,7 @@ def test_train_step_compiles_once_per_bucket(setup):
   assert tr.traces["predict"] <= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["logconf", "window", "xent"])
 def test_gradient_accumulation_keeps_the_loss_over_the_whole_batch(setup, loss):
   cfg, splits = setup
@@ -85,6 +88,7 @@ def test_gradient_accumulation_keeps_the_loss_over_the_whole_batch(setup, loss):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed_and_bf16_trains(setup):
   cfg, splits = setup
   mesh = sharding.make_mesh(1, -1, 1)

@@ -32,6 +32,7 @@ HUB_NAMES = (("layers.", "encoder.layer."), ("attention.q_proj", "attention.atte
              ("attention.o_proj", "attention.output.dense"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vit", "dinov2"])
 @pytest.mark.parametrize("hub_names", [False, True])
 def test_vit_and_dinov2_match_transformers(kind, hub_names, tmp_path):
@@ -76,6 +77,7 @@ def test_vit_names_a_missing_tensor(tmp_path):
     vit.config_from_hf({"model_type": "bert"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zip_format", [True, False])
 def test_efficientnet_lite0_matches_its_pytorch_reference(zip_format, tmp_path):
   """Our forward against efficientnet-lite-pytorch's on random weights, through our torch-free
@@ -166,6 +168,7 @@ def test_a_vision_key_in_an_nlp_run_is_refused():
     config_lib.validate(cfg, jax.device_count())
 
 
+@pytest.mark.slow
 @pytest.mark.asset
 def test_tiny_vision_run(tmp_path, capsys):
   cfg = _load("tiny")

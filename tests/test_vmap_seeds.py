@@ -29,6 +29,7 @@ def always_batch(monkeypatch):
   monkeypatch.setattr(loop, "MIN_BATCHED_STEPS", 0)
 
 
+@pytest.mark.slow
 def test_probes_of_several_seeds_in_one_program_equal_separate_runs(always_batch, monkeypatch):
   cfg = config_lib.defaults()
   cfg.train.update(epochs=3.0, batch_size=32)
@@ -55,6 +56,7 @@ def test_probes_of_several_seeds_in_one_program_equal_separate_runs(always_batch
   assert len(vmapped) == 1  # too few steps to pay for a compile: one by one
 
 
+@pytest.mark.slow
 def test_the_graph_trains_every_seed_s_probe_as_one_program(tmp_path, nlp_config, caplog,
                                                             always_batch):
   """A probed pair over 3 seeds: batched and one by one give the same stages, bit for bit

@@ -39,6 +39,7 @@ def test_prompt_tokens_follow_each_row_without_a_second_bos():
   assert zero_shot.answer_tokens(tok, ("n", "y")) == ([ord("n") + 3, ord("y") + 3], "")
 
 
+@pytest.mark.slow
 def test_answer_probabilities_are_the_language_model_heads(tiny):
   """Features x the head's answer columns = the model's own next-token logits after the prompt,
   restricted to the answers (here against the decoding path, prefill)."""
@@ -53,6 +54,7 @@ def test_answer_probabilities_are_the_language_model_heads(tiny):
   assert not np.allclose(probs[:, 0], 0.5, atol=1e-4)  # a random head does not tie exactly
 
 
+@pytest.mark.slow
 def test_pair_preference_is_the_likelihood_gap(tiny):
   """P(first preferred) = sigmoid(log p(text 1) - log p(text 2)), each log-likelihood summed
   token by token from the decoding path; a pair of equal texts is a tie."""
@@ -75,6 +77,7 @@ def test_pair_preference_is_the_likelihood_gap(tiny):
   np.testing.assert_allclose(probs[1], [0.5, 0.5], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_rows_carry_each_pretrained_models_zero_shot_score(tmp_path, nlp_config):
   """A checkpoint-initialised strong model gets a zero_shot stage and a score in every row; the
   weak model, trained from scratch, says why it has none."""
