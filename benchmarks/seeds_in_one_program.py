@@ -5,10 +5,11 @@ without (one by one), beside the same config at one seed; prints a table.
   python benchmarks/seeds_in_one_program.py [--seeds 5] [--variants probe_pair,vision_tiny,nlp_tiny]
 
 Rows: `probe_pair` (configs/nlp.py:tiny with a probed strong model: its ceiling and students are
-probes of 1,000 steps, its weak model a fine-tune; `_300`, `_100`: shorter probes), `vision_tiny` (configs/vision.py:tiny: every role a probe)
-and `nlp_tiny` (every role a full fine-tune: never batched, the measured rule). Each cell runs
-in a fresh workdir; "train s" sums the train stages' seconds (a batch's stages share its time),
-"x one seed" is that over the one-seed run's.
+probes of 1,000 steps, its weak model a fine-tune; `_300`, `_100`: shorter probes),
+`vision_tiny` (configs/vision.py:tiny: every role a probe) and `nlp_tiny` (every role a full
+fine-tune: never batched, the measured rule). Each cell runs in a fresh workdir; "train s" is
+the wall time during which a train stage (or a batch of them) ran, "x one seed" that over the
+one-seed run's.
 """
 import argparse
 import os
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import logging  # noqa: E402
 
-from w2s_jax import experiment, stages  # noqa: E402
+from w2s_jax import experiment, graph as graph_lib  # noqa: E402
 from w2s_jax.assets import __main__ as assets_cli  # noqa: E402
 
 
@@ -38,14 +39,47 @@ VARIANTS = {"probe_pair": lambda: probe_pair(1000), "probe_pair_300": lambda: pr
             "nlp_tiny": lambda: assets_cli.config_of("nlp:tiny")}
 
 
+def timed_train_stages(graph, spans: list) -> None:
+  """Wrap the train stages' programs (their own, or their batch's) to record (start, end)."""
+
+  def timed(fn):
+    def run(*a):
+      t0 = time.time()
+      out = fn(*a)
+      spans.append((t0, time.time()))
+      return out
+    return run
+  for s in graph:
+    if s.kind == "train":
+      s.run = timed(s.run)
+      if s.batch and s.batch.run:
+        s.batch = s.batch._replace(run=timed(s.batch.run))
+
+
+def union(spans) -> float:
+  """Seconds covered by the spans (stages that ran at the same time count once)."""
+  total, end = 0.0, float("-inf")
+  for a, b in sorted(spans):
+    total += max(0.0, b - max(a, end))
+    end = max(end, b)
+  return total
+
+
 def train_seconds(cfg) -> tuple[float, float]:
+  """(wall seconds during which a train stage ran, the run's wall seconds)."""
+  spans, execute = [], graph_lib.execute
+
+  def timed_execute(graph, store, **kw):
+    timed_train_stages(graph, spans)
+    return execute(graph, store, **kw)
   with tempfile.TemporaryDirectory() as work:
     t0 = time.time()
-    rt, graph, _ = experiment.plan(cfg, work)
-    experiment.run(cfg, work)
-    wall = time.time() - t0
-    store = stages.StageStore(work)
-    return sum(store.metrics(s.kind, s.key)["seconds"] for s in graph if s.kind == "train"), wall
+    graph_lib.execute = timed_execute
+    try:
+      experiment.run(cfg, work)
+    finally:
+      graph_lib.execute = execute
+    return union(spans), time.time() - t0
 
 
 def main():

@@ -14,10 +14,13 @@ batch order (data.batch_indices); vmapped: the same program under jax.vmap. Both
 the same number of steps per seed, compiles excluded (timed apart, "compile s"); "ratio" is
 sequential / vmapped. Each row also checks that the vmapped final parameters equal the
 sequential ones (max abs difference).
+Model rows also time the same programs two seeds at a time in Python threads ("2 threads s",
+checked equal bit for bit): what running stages concurrently would gain.
 Not wired into the pipeline: a measurement only. `--threads 1`: XLA single-threaded (pin the
 process too, `taskset -c 0`, on a shared machine).
 """
 import argparse
+import concurrent.futures
 import os
 import sys
 import time
@@ -98,8 +101,20 @@ def model_row(size, k, steps, batch, length, rounds):
       state, _ = vstep(state, vbatch)
     return jax.block_until_ready(state)
 
-  return _compare(fresh, sequential, vmapped, lambda: step_fn(fresh()[0], batches[0]),
-                  lambda: vstep(_stack(fresh()), vbatch), k, rounds)
+  def one(s, state):
+    for _ in range(steps):
+      state, _ = step_fn(state, batches[s])
+    return jax.block_until_ready(state)
+
+  def threads(states):  # the same programs, two seeds at a time (Python threads)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      return list(pool.map(one, range(k), states))
+
+  row = _compare(fresh, sequential, vmapped, lambda: step_fn(fresh()[0], batches[0]),
+                 lambda: vstep(_stack(fresh()), vbatch), k, rounds)
+  seq_states, two = sequential(fresh()), threads(fresh())
+  assert all(_max_diff(a["params"], b["params"]) == 0 for a, b in zip(seq_states, two))
+  return row + (_best(fresh, threads, rounds),)
 
 
 def probe_row(d, k, steps, rows, batch, rounds, chunk):
@@ -173,7 +188,7 @@ def main():
         f"{a.probe_chunk}; best of "
         f"{a.rounds}")
   head = (f"{'what':>16} {'K':>2} {'sequential s':>12} {'vmapped s':>10} {'ratio':>6} "
-          f"{'compile s (seq/vmap)':>20} {'max |diff|':>10}")
+          f"{'compile s (seq/vmap)':>20} {'max |diff|':>10} {'2 threads s':>11} {'ratio':>6}")
   print(head)
   print("-" * len(head))
   rows = [(f"{a.size} train", lambda k: model_row(a.size, k, a.steps, a.batch, a.length,
@@ -183,9 +198,10 @@ def main():
            for d in a.probe_dims.split(",")]
   for what, row in rows:
     for k in (int(s) for s in a.seeds.split(",")):
-      seq, vm, c_seq, c_vm, diff = row(k)
+      seq, vm, c_seq, c_vm, diff, *two = row(k)
+      threads = f" {two[0]:11.3f} {seq / two[0]:6.2f}" if two else f" {'-':>11} {'-':>6}"
       print(f"{what:>16} {k:>2} {seq:12.3f} {vm:10.3f} {seq / vm:6.2f} "
-            f"{f'{c_seq:.1f} / {c_vm:.1f}':>20} {diff:10.1e}", flush=True)
+            f"{f'{c_seq:.1f} / {c_vm:.1f}':>20} {diff:10.1e}{threads}", flush=True)
 
 
 if __name__ == "__main__":

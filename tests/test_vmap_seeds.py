@@ -82,3 +82,26 @@ def test_the_graph_trains_every_seed_s_probe_as_one_program(tmp_path, nlp_config
     spec = json.loads((tmp_path / "batched" / "stages" / f"train-{key}" / "spec.json").read_text())
     assert "batch_seeds" not in json.dumps(spec) and os.path.exists(
         tmp_path / "batched" / "stages" / f"train-{key}" / "COMMIT")
+
+
+def test_a_chunk_of_steps_records_as_its_steps_one_by_one():
+  """Recorder.record_chunk (a probe's scanned steps in bulk) keeps the same log steps and values
+  as record per step, and names the first non-finite step after logging the steps before it."""
+  tcfg = config_lib.defaults().train
+  tcfg.log_every = 4
+  rng = np.random.default_rng(0)
+  steps = {"loss": rng.uniform(size=100).astype(np.float32),
+           "grad_norm": rng.uniform(size=100).astype(np.float32)}
+  one, bulk = loop.Recorder(tcfg, 100, "a"), loop.Recorder(tcfg, 100, "a")
+  for i in range(100):
+    one.record((i, {k: v[i] for k, v in steps.items()}))
+  for first, end in ((0, 3), (3, 10), (10, 100)):
+    bulk.record_chunk(first, {k: v[first:end] for k, v in steps.items()})
+  strip = lambda h: [{k: v for k, v in e.items() if k != "examples_per_s"} for e in h]  # noqa: E731
+  assert strip(bulk.history) == strip(one.history)
+  assert [e["step"] for e in bulk.history] == list(range(0, 100, 4)) + [99]
+  steps["loss"][13] = np.nan
+  bad = loop.Recorder(tcfg, 100, "a")
+  with pytest.raises(loop.NonFiniteLoss, match="at step 13"):
+    bad.record_chunk(0, steps)
+  assert [e["step"] for e in bad.history] == [0, 4, 8, 12]
