@@ -87,23 +87,18 @@ def model_row(size, k, steps, batch, length, rounds):
   params = [tr.init_params(s) for s in range(k)]  # seed s: init_params(s)
   fresh = lambda: [init_fn(jax.tree.map(jnp.copy, p)) for p in params]  # noqa: E731
 
+  def one(s, state):  # seed s's steps
+    for _ in range(steps):
+      state, _ = step_fn(state, batches[s])
+    return jax.block_until_ready(state)
+
   def sequential(states):
-    out = []
-    for s, state in enumerate(states):
-      for _ in range(steps):
-        state, _ = step_fn(state, batches[s])
-      out.append(state)
-    return jax.block_until_ready(out)
+    return [one(s, state) for s, state in enumerate(states)]
 
   def vmapped(states):
     state = _stack(states)
     for _ in range(steps):
       state, _ = vstep(state, vbatch)
-    return jax.block_until_ready(state)
-
-  def one(s, state):
-    for _ in range(steps):
-      state, _ = step_fn(state, batches[s])
     return jax.block_until_ready(state)
 
   def threads(states):  # the same programs, two seeds at a time (Python threads)
