@@ -14,6 +14,8 @@ batch order (data.batch_indices); vmapped: the same program under jax.vmap. Both
 the same number of steps per seed, compiles excluded (timed apart, "compile s"); "ratio" is
 sequential / vmapped. Each row also checks that the vmapped final parameters equal the
 sequential ones (max abs difference).
+"fit_probes" rows: the same probes through loop.fit_probes, the framework's path (its chunks
+of train.log_every steps, metrics recorded on the host), batched against one call per probe.
 Model rows also time the same programs two seeds at a time in Python threads ("2 threads s",
 checked equal bit for bit): what running stages concurrently would gain.
 Not wired into the pipeline: a measurement only. `--threads 1`: XLA single-threaded (pin the
@@ -148,6 +150,32 @@ def probe_row(d, k, steps, rows, batch, rounds, chunk):
                   lambda: vrun(_stack(fresh()), x, y, vidx[:, :chunk]), k, rounds)
 
 
+def fit_probes_row(d, k, steps, rows, batch, rounds):
+  """The framework's path: loop.fit_probes over K probes as one program against one call per
+  probe (fit_probe), logging and recording included; compiles timed apart."""
+  cfg = config_lib.defaults()
+  cfg.train.batch_size = batch
+  rng = np.random.default_rng(0)
+  probes = []
+  for s in range(k):
+    p = rng.uniform(size=rows)
+    probes.append(loop.Probe(rng.normal(size=(rows, d)).astype(np.float32),
+                             np.stack([p, 1 - p], -1).astype(np.float32), s))
+  kw = dict(loss_name="logconf", loss_hp=loop.resolve_hp(cfg.loss.logconf.to_dict(), steps),
+            tcfg=cfg.train, lr=1e-3, steps=steps)
+  loop.MIN_BATCHED_STEPS = 0  # batch however few the steps: the rule is what is measured
+  sequential = lambda: [loop.fit_probes([p], **kw)[0] for p in probes]  # noqa: E731
+  batched = lambda: loop.fit_probes(probes, **kw)  # noqa: E731
+  compile_s = []
+  for first in (lambda: loop.fit_probes(probes[:1], **kw), batched):
+    t0 = time.perf_counter()
+    first()
+    compile_s.append(time.perf_counter() - t0)
+  diff = max(_max_diff(a.params, b.params) for a, b in zip(sequential(), batched()))
+  return (_best(lambda: None, lambda _: sequential(), rounds),
+          _best(lambda: None, lambda _: batched(), rounds), *compile_s, diff)
+
+
 def _compare(fresh, sequential, vmapped, first_sequential, first_vmapped, k, rounds):
   """(sequential s, vmapped s, compile s of each, max |param difference|): the compiles (and
   a first step) timed apart from the runs."""
@@ -191,6 +219,8 @@ def main():
   rows += [(f"probe d={d}", lambda k, d=int(d): probe_row(d, k, a.probe_steps, a.probe_rows,
                                                           a.batch, a.rounds, a.probe_chunk))
            for d in a.probe_dims.split(",")]
+  rows += [(f"fit_probes d={d}", lambda k, d=int(d): fit_probes_row(
+      d, k, a.probe_steps, a.probe_rows, a.batch, a.rounds)) for d in a.probe_dims.split(",")]
   for what, row in rows:
     for k in (int(s) for s in a.seeds.split(",")):
       seq, vm, c_seq, c_vm, diff, *two = row(k)

@@ -81,32 +81,39 @@ class Recorder:
 
   def record(self, item) -> None:
     step, metrics = item
-    self.record_chunk(step, {k: np.asarray(v)[None] for k, v in jax.device_get(metrics).items()})
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    self.n_log += self.tcfg.batch_size
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      self._non_finite(step, m)
+    if step % self.every == 0 or step == self.total - 1:
+      self._log(step, m)
 
   def record_chunk(self, first: int, metrics: dict) -> None:
-    """Steps first, first + 1, ... of one program: host arrays [m] per metric. Only the log
-    steps cost Python work (a probe's thousands of steps are recorded in bulk)."""
+    """Steps first, first + 1, ... of one program (host arrays [m] per metric), as `record`
+    of each: only the log steps cost Python work (a probe's thousands of steps)."""
     finite = np.isfinite(metrics["loss"]) & np.isfinite(metrics["grad_norm"])
     stop = len(finite) if finite.all() else int(np.argmin(finite))  # the first bad step
-    logs = [j for j in range(-first % self.every, stop, self.every)]
-    if first + stop - 1 == self.total - 1 and (not logs or logs[-1] != stop - 1):
-      logs.append(stop - 1)
     counted = 0
-    for j in logs:
-      self.n_log += (j + 1 - counted) * self.tcfg.batch_size
-      counted = j + 1
-      now = time.time()
-      m = {k: float(v[j]) for k, v in metrics.items()}
-      m.update(step=first + j, examples_per_s=self.n_log / max(now - self.t_log, 1e-9))
-      self.history.append(m)
-      self.t_log, self.n_log = now, 0
-      if self.writer:
-        self.writer.write(self.label, m, self.total)
+    for j in range(stop):
+      if (first + j) % self.every == 0 or first + j == self.total - 1:
+        self.n_log += (j + 1 - counted) * self.tcfg.batch_size
+        counted = j + 1
+        self._log(first + j, {k: float(v[j]) for k, v in metrics.items()})
     self.n_log += (stop - counted) * self.tcfg.batch_size
     if stop < len(finite):
-      loss, norm = float(metrics["loss"][stop]), float(metrics["grad_norm"][stop])
-      raise NonFiniteLoss(f"{self.label}: non-finite loss {loss} (gradient norm {norm}) at "
-                          f"step {first + stop}; the last good checkpoint is kept")
+      self._non_finite(first + stop, {k: float(v[stop]) for k, v in metrics.items()})
+
+  def _log(self, step: int, m: dict) -> None:
+    now = time.time()
+    m.update(step=step, examples_per_s=self.n_log / max(now - self.t_log, 1e-9))
+    self.history.append(m)
+    self.t_log, self.n_log = now, 0
+    if self.writer:
+      self.writer.write(self.label, m, self.total)
+
+  def _non_finite(self, step: int, m: dict):
+    raise NonFiniteLoss(f"{self.label}: non-finite loss {m['loss']} (gradient norm "
+                        f"{m['grad_norm']}) at step {step}; the last good checkpoint is kept")
 
 
 OBJECTIVES = {  # objective -> (targets' rank, integer targets)
